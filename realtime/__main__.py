@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from realtime.cli import main
+
+main()

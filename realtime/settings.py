@@ -1,0 +1,145 @@
+"""Settings, parsed once into a frozen object and passed down.
+
+Sources, later ones win: the built-in defaults below, a TOML file (``[section]`` tables
+are flattened, so ``[limits] max_batch_messages`` sets ``max_batch_messages``), then
+``REALTIME_<NAME>`` environment variables (``REALTIME_TIMEOUT_S=30``), then CLI flags.
+Nothing else in the package reads the environment. Unknown keys fail loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from realtime.bayeux.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+ENV_PREFIX = "REALTIME_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # [server]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mount: str = "/bayeux"
+    node_id: str = ""
+    log_level: str = "info"
+    shutdown_timeout_s: float = 5.0
+    # [bayeux]
+    timeout_s: float = 45.0
+    interval_s: float = 0.0
+    session_timeout_s: float = 0.0  # 0 means 2 x timeout_s, as Faye
+    sweep_interval_s: float = 1.0
+    ping_s: float = 10.0
+    connection_types: tuple[str, ...] = (
+        "long-polling",
+        "cross-origin-long-polling",
+        "callback-polling",
+        "websocket",
+        "eventsource",
+        "in-process",
+    )
+    # [limits]
+    max_message_bytes: int = 1_048_576
+    max_batch_messages: int = 100
+    max_queue_messages: int = 1_000
+    max_socket_buffer_bytes: int = 4_194_304
+    max_subscriptions_per_client: int = 1_000
+    max_sessions: int = 100_000
+    max_long_polls: int = 10_000
+    # [http]
+    cors_origins: tuple[str, ...] = ("*",)
+    # [broker]
+    broker: str = "memory://"
+    routing: str = "filter"
+    # [feeds] and [security] belong to other packages; kept raw for them.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def session_expiry_s(self) -> float:
+        return self.session_timeout_s if self.session_timeout_s > 0 else 2.0 * self.timeout_s
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
+_PASSTHROUGH_SECTIONS = ("feeds", "apps", "security", "cluster")
+
+
+def _cast(name: str, value: Any) -> Any:
+    kind = type(getattr(Settings(), name))
+    try:
+        if kind is tuple:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if kind is bool and isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot read {value!r} as {kind.__name__}") from exc
+
+
+def _flatten(doc: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    flat: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in _PASSTHROUGH_SECTIONS:
+            extra[key] = value
+        elif isinstance(value, Mapping):
+            sub, sub_extra = _flatten(value)
+            flat.update(sub)
+            extra.update(sub_extra)
+        else:
+            flat[key] = value
+    return flat, extra
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults, file, environment and explicit overrides."""
+    path = Path(config_file) if config_file else DEFAULT_CONFIG
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            flat, extra = _flatten(tomllib.load(fh))
+        values.update(flat)
+    elif config_file:
+        raise ConfigError(f"config file not found: {path}")
+    environ = os.environ if env is None else env
+    for key, raw in environ.items():
+        if key.startswith(ENV_PREFIX):
+            values[key[len(ENV_PREFIX) :].lower()] = raw
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    settings = Settings(**{k: _cast(k, v) for k, v in values.items()}, extra=extra)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    if not s.mount.startswith("/") or s.mount.endswith("/") and s.mount != "/":
+        raise ConfigError(f"mount must start with '/' and not end with one: {s.mount!r}")
+    if s.timeout_s <= 0 or s.timeout_s > 600:
+        raise ConfigError("timeout_s must be in (0, 600]")
+    for name in ("max_message_bytes", "max_batch_messages", "max_queue_messages",
+                 "max_subscriptions_per_client", "max_sessions", "max_long_polls"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{name} must be positive")
+    if s.routing not in ("filter", "broadcast"):
+        raise ConfigError("routing must be 'filter' or 'broadcast'")
