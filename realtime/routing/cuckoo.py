@@ -24,9 +24,11 @@ Capacity policy
 ---------------
 ``for_capacity(c)`` and ``build(keys, c)`` choose the smallest power-of-two bucket count that
 holds ``c`` keys at ``TARGET_LOAD`` (0.9; inserts with 4-slot buckets rarely fail below ~0.95).
-When ``add`` raises ``FilterFull`` the owner rebuilds from its exact key set with
-``build(keys, 2 * len(keys), generation=old.generation + 1)``. A new generation (or bucket count)
-makes every replica's next delta fail with ``GenerationMismatch``, so replicas reload the snapshot.
+Inserts typically fail only above ~0.95 load. When ``add`` raises ``FilterFull`` the owner
+rebuilds from its exact key set with ``rebuild(keys, old)``: double the buckets, generation + 1
+(after a large drop in keys, ``build(keys, generation=old.generation + 1)`` shrinks instead). The
+new generation makes every replica's next delta fail with ``GenerationMismatch``, so replicas
+reload the snapshot, which the owner must publish before its first delta of the new generation.
 
 Replication
 -----------
@@ -88,13 +90,23 @@ class CuckooFilter:
 
     @classmethod
     def build(cls, keys: Iterable[str], capacity_hint: int = 0, *, generation: int = 0) -> CuckooFilter:
-        """A filter holding ``keys`` (each once per occurrence), sized for ``max(hint, len)``.
-
-        Doubles the bucket count and starts over in the rare case an insert fails.
-        """
+        """A filter holding ``keys`` (each once per occurrence), sized for ``max(hint, len)``."""
         key_list = list(keys)
-        hashes = hash_keys(key_list)
-        n = buckets_for(max(capacity_hint, len(key_list)))
+        return cls._build(key_list, buckets_for(max(capacity_hint, len(key_list))), generation)
+
+    @classmethod
+    def rebuild(cls, keys: Iterable[str], previous: CuckooFilter) -> CuckooFilter:
+        """The owner's answer to ``FilterFull``: ``keys`` (its exact set) in a filter of the next
+        generation with at least twice ``previous``'s buckets, more if ``keys`` need it."""
+        key_list = list(keys)
+        n = max(2 * previous.bucket_count, buckets_for(len(key_list)))
+        return cls._build(key_list, n, previous.generation + 1)
+
+    @classmethod
+    def _build(cls, keys: list[str], bucket_count: int, generation: int) -> CuckooFilter:
+        # Doubles the bucket count and starts over in the rare case an insert fails.
+        hashes = hash_keys(keys)
+        n = bucket_count
         while True:
             f = cls(n, generation=generation)
             try:
