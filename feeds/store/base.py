@@ -1,0 +1,129 @@
+"""The store seam: activity bodies, per-feed timelines and follows.
+
+Every method is a coroutine; implementations differ in where the data lives, not in behaviour, and
+``tests/feeds/test_store_contract.py`` runs one suite against each of them.
+
+Keys.  Feeds are opaque strings that the service builds as ``<app_id>/<group>:<user_id>``; the store
+never parses them.  Activities are scoped by ``app`` so two apps never see each other's bodies.
+
+Guarantees every implementation gives:
+
+* **Activity store.**  :meth:`put_activities` is idempotent on (foreign_id, time): an activity whose
+  pair already exists is not stored again and the stored one (with its id) is returned in its place.
+  An id already taken by a different activity is bumped by one until free, so ids stay unique and
+  keep their millisecond.  Bodies are never deleted by timeline removals (Stream keeps them too).
+* **Timeline store.**  Entries (id plus denormalised columns: origin feed, foreign_id, aggregation
+  group key, tags, seen/read flags) are read newest first, i.e. by descending id, with exclusive and
+  inclusive id bounds, an offset and a limit.  :meth:`add_entries` writes the same entries into many
+  feeds at once (the fan-out primitive), ignores entries already present, and trims each feed to
+  ``cap`` newest entries.
+* **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
+* **Durability.**  A write coroutine returns only once the write is durable to the level the store's
+  documented setting promises; a read issued after that sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from feeds.activity import Activity
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One timeline row: an activity id and the columns needed to rank, group and filter it unhydrated."""
+
+    id: int
+    origin: str | None = None
+    foreign_id: str | None = None
+    group_key: str = ""
+    tags: tuple[str, ...] = ()
+    seen: bool = False
+    read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Id cursor bounds of a read; ``None`` means unbounded."""
+
+    lt: int | None = None
+    lte: int | None = None
+    gt: int | None = None
+    gte: int | None = None
+
+    def upper(self) -> int | None:
+        """The inclusive upper bound (ids are integers, so ``lt x`` is ``lte x - 1``)."""
+        cands = [b for b in (None if self.lt is None else self.lt - 1, self.lte) if b is not None]
+        return min(cands) if cands else None
+
+    def lower(self) -> int | None:
+        cands = [b for b in (None if self.gt is None else self.gt + 1, self.gte) if b is not None]
+        return max(cands) if cands else None
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    source: str
+    target: str
+    created_us: int
+
+
+class Store(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # --- activity store -------------------------------------------------------------------------
+    async def put_activities(self, app: str, activities: Sequence[Activity]) -> list[Activity]:
+        """Store new activities (ids already minted); returns what is stored, in input order."""
+        ...
+
+    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]: ...
+
+    async def get_by_foreign_id_time(
+        self, app: str, pairs: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], Activity]: ...
+
+    async def replace_activities(self, app: str, activities: Sequence[Activity]) -> None:
+        """Overwrite bodies of existing activities (matched by id); unknown ids are ignored."""
+        ...
+
+    # --- timeline store -------------------------------------------------------------------------
+    async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None: ...
+
+    async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None: ...
+
+    async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
+        """Remove every entry of ``feed`` with this foreign_id; returns the removed entries."""
+        ...
+
+    async def remove_origin(self, feed: str, origin: str) -> int:
+        """Remove every entry that arrived from ``origin`` (unfollow without keep_history)."""
+        ...
+
+    async def read_entries(
+        self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
+    ) -> list[Entry]: ...
+
+    async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
+        """The entries of ``feed`` with these ids (missing ones skipped), newest first."""
+        ...
+
+    async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:
+        """Set seen and/or read on the given entries (``None``: all entries of the feed)."""
+        ...
+
+    # --- follows --------------------------------------------------------------------------------
+    async def follow(self, follows: Sequence[Follow]) -> list[bool]:
+        """Create follows; ``True`` for each that did not exist before."""
+        ...
+
+    async def unfollow(self, source: str, target: str) -> bool: ...
+
+    async def followers(self, target: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]: ...
+
+    async def following(self, source: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]: ...
+
+    async def follower_count(self, target: str) -> int: ...

@@ -1,0 +1,253 @@
+"""RedisStore: the cluster store (redis.asyncio).
+
+Layout, every key under a configurable ``prefix`` (tests use a unique one each, never FLUSHALL):
+
+* ``a:<app>``  hash id -> activity body;  ``f:<app>``  hash "<foreign_id>\\0<time_us>" -> id.
+* ``t:<feed>`` sorted set, every score 0, member the id zero-padded to 19 digits, so lexicographic
+  order is id order and a cursor read is one ``ZREVRANGEBYLEX``;  ``e:<feed>`` hash member -> the
+  entry's denormalised columns (JSON).
+* ``fr:<target>`` / ``fo:<source>`` sorted sets of followers / followings scored by follow time.
+
+Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
+check with its write.  Removal by foreign_id or origin, and tag filters, scan the (capped) timeline's
+entry hash: acceptable because timelines are capped, and the price of not keeping more indexes.
+Durability is Redis's own (AOF/RDB settings of the server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from feeds.activity import Activity
+from feeds.store.base import Bounds, Entry, Follow
+
+_PUT = """
+if ARGV[1] ~= '' then
+  local existing = redis.call('HGET', KEYS[2], ARGV[1])
+  if existing then return {1, redis.call('HGET', KEYS[1], existing)} end
+end
+if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return {2, false} end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return {0, false}
+"""
+_TRIM = """
+local n = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[1])
+if n <= cap then return 0 end
+local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
+for i = 1, #old, 1000 do
+  redis.call('HDEL', KEYS[2], unpack(old, i, math.min(i + 999, #old)))
+end
+return #old
+"""
+
+
+def _member(activity_id: int) -> bytes:
+    return b"%019d" % activity_id
+
+
+def _meta(e: Entry) -> bytes:
+    return orjson.dumps([e.origin, e.foreign_id, e.group_key, list(e.tags), e.seen, e.read])
+
+
+def _entry(member: bytes, meta: bytes) -> Entry:
+    origin, fid, group_key, tags, seen, read = orjson.loads(meta)
+    return Entry(int(member), origin, fid, group_key, tuple(tags), seen, read)
+
+
+class RedisStore:
+    def __init__(self, url: str, *, prefix: str = "feeds:") -> None:
+        self._url = url
+        self._p = prefix
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def r(self) -> Any:  # redis-py's response types are unions of str/bytes; ours are always bytes
+        if self._redis is None:
+            raise RuntimeError("RedisStore is not started")
+        return self._redis
+
+    async def start(self) -> None:
+        self._redis = aioredis.Redis.from_url(self._url)
+        await self._redis.ping()
+        self._put = self._redis.register_script(_PUT)
+        self._trim = self._redis.register_script(_TRIM)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def _k(self, kind: str, name: str) -> str:
+        return f"{self._p}{kind}:{name}"
+
+    # --- activity store -------------------------------------------------------------------------
+    async def put_activities(self, app: str, activities: Sequence[Activity]) -> list[Activity]:
+        keys = [self._k("a", app), self._k("f", app)]
+        stored: list[Activity] = []
+        for act in activities:
+            fid_key = "" if act.foreign_id is None else f"{act.foreign_id}\0{act.time_us}"
+            while True:
+                status, body = await self._put(keys=keys, args=[fid_key, act.id, act.dumps()])
+                if status == 1:
+                    act = Activity.loads(body)
+                    break
+                if status == 0:
+                    break
+                act = act.with_id(act.id + 1)  # id taken by another activity: stay in the same ms
+            stored.append(act)
+        return stored
+
+    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
+        if not ids:
+            return {}
+        bodies = await self.r.hmget(self._k("a", app), [str(i) for i in ids])
+        return {i: Activity.loads(b) for i, b in zip(ids, bodies, strict=True) if b is not None}
+
+    async def get_by_foreign_id_time(
+        self, app: str, pairs: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], Activity]:
+        if not pairs:
+            return {}
+        ids = await self.r.hmget(self._k("f", app), [f"{fid}\0{t}" for fid, t in pairs])
+        found = await self.get_activities(app, [int(i) for i in ids if i is not None])
+        return {
+            p: found[int(i)] for p, i in zip(pairs, ids, strict=True) if i is not None and int(i) in found
+        }
+
+    async def replace_activities(self, app: str, activities: Sequence[Activity]) -> None:
+        key = self._k("a", app)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for act in activities:
+                pipe.hexists(key, str(act.id))
+            exists = await pipe.execute()
+        known = {str(a.id): a.dumps() for a, ok in zip(activities, exists, strict=True) if ok}
+        if known:
+            await self.r.hset(key, mapping=known)
+
+    # --- timeline store -------------------------------------------------------------------------
+    async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
+        if not entries:
+            return
+        zmap = {_member(e.id): 0 for e in entries}
+        metas = [(_member(e.id), _meta(e)) for e in entries]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for feed in feeds:
+                tkey, ekey = self._k("t", feed), self._k("e", feed)
+                pipe.zadd(tkey, zmap, nx=True)
+                for member, meta in metas:
+                    pipe.hsetnx(ekey, member, meta)
+                await self._trim(keys=[tkey, ekey], args=[cap], client=pipe)
+            await pipe.execute()
+
+    async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        members = [_member(i) for i in ids]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for feed in feeds:
+                pipe.zrem(self._k("t", feed), *members)
+                pipe.hdel(self._k("e", feed), *members)
+            await pipe.execute()
+
+    async def _scan(self, feed: str) -> list[Entry]:
+        raw: dict[bytes, bytes] = await self.r.hgetall(self._k("e", feed))
+        return sorted((_entry(m, v) for m, v in raw.items()), key=lambda e: -e.id)
+
+    async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
+        gone = [e for e in await self._scan(feed) if e.foreign_id == foreign_id]
+        await self.remove_entries([feed], [e.id for e in gone])
+        return gone
+
+    async def remove_origin(self, feed: str, origin: str) -> int:
+        gone = [e.id for e in await self._scan(feed) if e.origin == origin]
+        await self.remove_entries([feed], gone)
+        return len(gone)
+
+    async def read_entries(
+        self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
+    ) -> list[Entry]:
+        bounds = bounds or Bounds()
+        upper, lower = bounds.upper(), bounds.lower()
+        hi = b"+" if upper is None else b"[" + _member(upper)
+        lo = b"-" if lower is None else b"[" + _member(lower)
+        tkey, ekey = self._k("t", feed), self._k("e", feed)
+        if tag is None:
+            members = await self.r.zrevrangebylex(tkey, hi, lo, start=offset, num=limit)
+            return await self._hydrate(ekey, members)
+        out: list[Entry] = []
+        skip, page, start = offset, max(4 * (limit + offset), 100), 0
+        while len(out) < limit:
+            members = await self.r.zrevrangebylex(tkey, hi, lo, start=start, num=page)
+            for e in await self._hydrate(ekey, members):
+                if tag in e.tags:
+                    if skip:
+                        skip -= 1
+                    elif len(out) < limit:
+                        out.append(e)
+            if len(members) < page:
+                break
+            start += page
+        return out
+
+    async def _hydrate(self, ekey: str, members: list[bytes]) -> list[Entry]:
+        if not members:
+            return []
+        metas = await self.r.hmget(ekey, members)
+        return [_entry(m, v) for m, v in zip(members, metas, strict=True) if v is not None]
+
+    async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
+        members = sorted((_member(i) for i in ids), reverse=True)
+        return await self._hydrate(self._k("e", feed), members)
+
+    async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:
+        if not (seen or read):
+            return
+        ekey = self._k("e", feed)
+        entries = await self._scan(feed) if ids is None else await self.get_entries(feed, ids)
+        if not entries:
+            return
+        updates = {
+            _member(e.id): _meta(
+                Entry(e.id, e.origin, e.foreign_id, e.group_key, e.tags, e.seen or seen, e.read or read)
+            )
+            for e in entries
+        }
+        await self.r.hset(ekey, mapping=updates)
+
+    # --- follows --------------------------------------------------------------------------------
+    async def follow(self, follows: Sequence[Follow]) -> list[bool]:
+        async with self.r.pipeline(transaction=True) as pipe:
+            for f in follows:
+                pipe.zadd(self._k("fo", f.source), {f.target: f.created_us}, nx=True)
+                pipe.zadd(self._k("fr", f.target), {f.source: f.created_us}, nx=True)
+            results: list[Any] = await pipe.execute()
+        return [bool(results[2 * i]) for i in range(len(follows))]
+
+    async def unfollow(self, source: str, target: str) -> bool:
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._k("fo", source), target)
+            pipe.zrem(self._k("fr", target), source)
+            results: list[Any] = await pipe.execute()
+        return bool(results[0])
+
+    async def _follows(self, key: str, offset: int, limit: int | None) -> list[tuple[str, int]]:
+        stop = -1 if limit is None else offset + limit - 1
+        rows = await self.r.zrevrange(key, offset, stop, withscores=True)
+        return [(m.decode(), int(s)) for m, s in rows]
+
+    async def followers(self, target: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
+        rows = await self._follows(self._k("fr", target), offset, limit)
+        return [Follow(source, target, t) for source, t in rows]
+
+    async def following(self, source: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
+        rows = await self._follows(self._k("fo", source), offset, limit)
+        return [Follow(source, target, t) for target, t in rows]
+
+    async def follower_count(self, target: str) -> int:
+        return int(await self.r.zcard(self._k("fr", target)))

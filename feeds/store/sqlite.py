@@ -1,0 +1,353 @@
+"""SqliteStore: the embedded store (stdlib sqlite3, WAL).
+
+Threading model.  Writes go through one writer thread that owns the only write connection: each
+write is a closure queued with an asyncio future; the thread takes everything queued (up to
+``max_batch``), runs each closure in its own SAVEPOINT inside one transaction and commits once (group
+commit), then resolves the futures on the event loop.  So one fsync serves many concurrent writers
+and a failing write rolls back alone.  Reads run directly on the event loop thread through a second
+connection: WAL lets them proceed while the writer commits, and every read is a short indexed query,
+so no thread hop is paid on the hot read path.
+
+Durability.  ``synchronous`` is ``NORMAL`` by default: a write acknowledged to its caller survives a
+killed process (the WAL frame is in the OS), and a power loss may drop the last transactions.  Set
+``durability="full"`` to fsync the WAL on every group commit, which makes acknowledged writes
+survive power loss too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+import orjson
+
+from feeds.activity import Activity
+from feeds.store.base import Bounds, Entry, Follow
+
+T = TypeVar("T")
+_Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS activities(
+  app TEXT NOT NULL, id INTEGER NOT NULL, foreign_id TEXT, time_us INTEGER NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY(app, id)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS activities_fid ON activities(app, foreign_id, time_us)
+  WHERE foreign_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS entries(
+  feed TEXT NOT NULL, id INTEGER NOT NULL, origin TEXT, foreign_id TEXT, group_key TEXT NOT NULL,
+  tags TEXT NOT NULL, seen INTEGER NOT NULL, read INTEGER NOT NULL,
+  PRIMARY KEY(feed, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_fid ON entries(feed, foreign_id) WHERE foreign_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_origin ON entries(feed, origin) WHERE origin IS NOT NULL;
+CREATE TABLE IF NOT EXISTS follows(
+  source TEXT NOT NULL, target TEXT NOT NULL, created_us INTEGER NOT NULL,
+  PRIMARY KEY(source, target)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_target ON follows(target, created_us);
+CREATE INDEX IF NOT EXISTS follows_source ON follows(source, created_us);
+"""
+_ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    return Entry(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), bool(row[5]), bool(row[6]))
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqliteStore:
+    def __init__(
+        self, path: str, *, durability: Literal["normal", "full"] = "normal", max_batch: int = 512
+    ) -> None:
+        self._path = path
+        self._sync = "FULL" if durability == "full" else "NORMAL"
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._sync}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        setup = self._connect()
+        setup.executescript(_SCHEMA)
+        setup.close()
+        self._reader = self._connect()
+        self._thread = threading.Thread(target=self._writer_main, name="feeds-sqlite-writer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # --- the writer -----------------------------------------------------------------------------
+    def _writer_main(self) -> None:
+        conn = self._connect()
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for fn, fut in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                result = fn(conn)
+            except Exception as exc:  # one failing write must not sink the rest of the group
+                conn.execute("ROLLBACK TO op")
+                outcomes.append((fut, None, exc))
+            else:
+                outcomes.append((fut, result, None))
+            conn.execute("RELEASE op")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as commit_error:
+            conn.execute("ROLLBACK")
+            outcomes = [(fut, None, commit_error) for fut, _, _ in outcomes]
+        assert self._loop is not None
+        for fut, result, error in outcomes:
+            self._loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None or self._loop is None:
+            raise RuntimeError("SqliteStore is not started")
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put((fn, fut))
+        return await fut
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._reader is None:
+            raise RuntimeError("SqliteStore is not started")
+        return self._reader.execute(sql, args).fetchall()
+
+    # --- activity store -------------------------------------------------------------------------
+    async def put_activities(self, app: str, activities: Sequence[Activity]) -> list[Activity]:
+        def op(conn: sqlite3.Connection) -> list[Activity]:
+            stored: list[Activity] = []
+            for act in activities:
+                if act.foreign_id is not None:
+                    row = conn.execute(
+                        "SELECT body FROM activities WHERE app=? AND foreign_id=? AND time_us=?",
+                        (app, act.foreign_id, act.time_us),
+                    ).fetchone()
+                    if row is not None:
+                        stored.append(Activity.loads(row[0]))
+                        continue
+                while True:
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO activities(app, id, foreign_id, time_us, body) "
+                        "VALUES (?,?,?,?,?)",
+                        (app, act.id, act.foreign_id, act.time_us, act.dumps()),
+                    )
+                    if cur.rowcount == 1:
+                        break
+                    act = act.with_id(act.id + 1)  # id taken by another activity: stay in the same ms
+                stored.append(act)
+            return stored
+
+        return await self._write(op)
+
+    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
+        out: dict[int, Activity] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self._read(
+                f"SELECT id, body FROM activities WHERE app=? AND id IN ({_marks(len(chunk))})", [app, *chunk]
+            )
+            out.update((row[0], Activity.loads(row[1])) for row in rows)
+        return out
+
+    async def get_by_foreign_id_time(
+        self, app: str, pairs: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], Activity]:
+        out: dict[tuple[str, int], Activity] = {}
+        for fid, time_us in pairs:
+            rows = self._read(
+                "SELECT body FROM activities WHERE app=? AND foreign_id=? AND time_us=?", (app, fid, time_us)
+            )
+            if rows:
+                out[(fid, time_us)] = Activity.loads(rows[0][0])
+        return out
+
+    async def replace_activities(self, app: str, activities: Sequence[Activity]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE activities SET body=? WHERE app=? AND id=?",
+                [(act.dumps(), app, act.id) for act in activities],
+            )
+
+        await self._write(op)
+
+    # --- timeline store -------------------------------------------------------------------------
+    async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            rows = [
+                (
+                    e.id,
+                    e.origin,
+                    e.foreign_id,
+                    e.group_key,
+                    orjson.dumps(list(e.tags)).decode(),
+                    e.seen,
+                    e.read,
+                )
+                for e in entries
+            ]
+            conn.executemany(
+                f"INSERT OR IGNORE INTO entries(feed, {_ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                [(feed, *row) for feed in feeds for row in rows],
+            )
+            conn.executemany(
+                "DELETE FROM entries WHERE feed=?1 AND id <= "
+                "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                [(feed, cap) for feed in feeds],
+            )
+
+        await self._write(op)
+
+    async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "DELETE FROM entries WHERE feed=? AND id=?", [(f, i) for f in feeds for i in ids]
+            )
+
+        await self._write(op)
+
+    async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
+        def op(conn: sqlite3.Connection) -> list[Entry]:
+            rows = conn.execute(
+                f"DELETE FROM entries WHERE feed=? AND foreign_id=? RETURNING {_ENTRY_COLS}",
+                (feed, foreign_id),
+            ).fetchall()
+            return sorted((_entry(r) for r in rows), key=lambda e: -e.id)
+
+        return await self._write(op)
+
+    async def remove_origin(self, feed: str, origin: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM entries WHERE feed=? AND origin=?", (feed, origin)).rowcount
+
+        return await self._write(op)
+
+    async def read_entries(
+        self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
+    ) -> list[Entry]:
+        sql = [f"SELECT {_ENTRY_COLS} FROM entries WHERE feed=?"]
+        args: list[Any] = [feed]
+        bounds = bounds or Bounds()
+        upper, lower = bounds.upper(), bounds.lower()
+        if upper is not None:
+            sql.append("AND id<=?")
+            args.append(upper)
+        if lower is not None:
+            sql.append("AND id>=?")
+            args.append(lower)
+        if tag is not None:
+            sql.append("AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE value=?)")
+            args.append(tag)
+        sql.append("ORDER BY id DESC LIMIT ? OFFSET ?")
+        args += [limit, offset]
+        return [_entry(r) for r in self._read(" ".join(sql), args)]
+
+    async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
+        if not ids:
+            return []
+        rows = self._read(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE feed=? AND id IN ({_marks(len(ids))}) ORDER BY id DESC",
+            [feed, *ids],
+        )
+        return [_entry(r) for r in rows]
+
+    async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:
+        sets = ", ".join(s for s, on in (("seen=1", seen), ("read=1", read)) if on)
+        if not sets:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            if ids is None:
+                conn.execute(f"UPDATE entries SET {sets} WHERE feed=?", (feed,))
+            else:
+                conn.executemany(f"UPDATE entries SET {sets} WHERE feed=? AND id=?", [(feed, i) for i in ids])
+
+        await self._write(op)
+
+    # --- follows --------------------------------------------------------------------------------
+    async def follow(self, follows: Sequence[Follow]) -> list[bool]:
+        def op(conn: sqlite3.Connection) -> list[bool]:
+            return [
+                conn.execute(
+                    "INSERT OR IGNORE INTO follows(source, target, created_us) VALUES (?,?,?)",
+                    (f.source, f.target, f.created_us),
+                ).rowcount
+                == 1
+                for f in follows
+            ]
+
+        return await self._write(op)
+
+    async def unfollow(self, source: str, target: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM follows WHERE source=? AND target=?", (source, target))
+            return cur.rowcount == 1
+
+        return await self._write(op)
+
+    async def followers(self, target: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
+        rows = self._read(
+            "SELECT source, target, created_us FROM follows WHERE target=? "
+            "ORDER BY created_us DESC, source LIMIT ? OFFSET ?",
+            (target, -1 if limit is None else limit, offset),
+        )
+        return [Follow(*r) for r in rows]
+
+    async def following(self, source: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
+        rows = self._read(
+            "SELECT source, target, created_us FROM follows WHERE source=? "
+            "ORDER BY created_us DESC, target LIMIT ? OFFSET ?",
+            (source, -1 if limit is None else limit, offset),
+        )
+        return [Follow(*r) for r in rows]
+
+    async def follower_count(self, target: str) -> int:
+        return int(self._read("SELECT count(*) FROM follows WHERE target=?", (target,))[0][0])
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

@@ -1,0 +1,75 @@
+"""SQLite-only behaviour: durability across a clean restart and a killed process, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+
+from feeds.activity import Activity
+from feeds.store.base import Entry
+from feeds.store.sqlite import SqliteStore
+
+
+async def test_survives_clean_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    store = SqliteStore(path)
+    await store.start()
+    await store.put_activities("a", [Activity(actor="u", verb="v", object="o", time_us=1, id=42)])
+    await store.add_entries(["a/user:1"], [Entry(42)], cap=10)
+    await store.close()
+    again = SqliteStore(path)
+    await again.start()
+    try:
+        assert [e.id for e in await again.read_entries("a/user:1", limit=5)] == [42]
+        assert 42 in await again.get_activities("a", [42])
+    finally:
+        await again.close()
+
+
+async def test_acknowledged_writes_survive_a_killed_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os
+        from feeds.store.base import Entry
+        from feeds.store.sqlite import SqliteStore
+
+        async def main():
+            store = SqliteStore({path!r})
+            await store.start()
+            await asyncio.gather(*(store.add_entries(["f"], [Entry(i)], cap=1000) for i in range(1, 201)))
+            os._exit(9)  # no close(): the writer thread and connections die with the process
+
+        asyncio.run(main())
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await asyncio.wait_for(proc.wait(), 30) == 9
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        assert len(await store.read_entries("f", limit=1000)) == 200
+    finally:
+        await store.close()
+
+
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "f.db"))
+    await store.start()
+    commits = 0
+    original = store._run_batch
+
+    def counting(conn, batch):  # type: ignore[no-untyped-def]
+        nonlocal commits
+        commits += 1
+        original(conn, batch)
+
+    store._run_batch = counting  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(store.add_entries(["f"], [Entry(i)], cap=1000) for i in range(1, 301)))
+        assert len(await store.read_entries("f", limit=1000)) == 300
+        assert commits < 300  # group commit: many writes per transaction
+    finally:
+        await store.close()

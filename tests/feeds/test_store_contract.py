@@ -1,0 +1,124 @@
+"""One behaviour suite for every Store implementation (SQLite and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from feeds.activity import Activity
+from feeds.store.base import Bounds, Entry, Follow, Store
+
+APP = "app1"
+
+
+def act(n: int, *, fid: str | None = None, time_us: int = 1_700_000_000_000_000) -> Activity:
+    return Activity(actor=f"user:{n}", verb="post", object=f"obj:{n}", time_us=time_us, id=n, foreign_id=fid)
+
+
+async def test_put_and_get_activities(store: Store) -> None:
+    stored = await store.put_activities(APP, [act(10), act(20, fid="p:20")])
+    assert [a.id for a in stored] == [10, 20]
+    got = await store.get_activities(APP, [10, 20, 30])
+    assert got == {10: act(10), 20: act(20, fid="p:20")}
+    assert await store.get_activities("other-app", [10]) == {}
+
+
+async def test_foreign_id_time_is_idempotent(store: Store) -> None:
+    first = await store.put_activities(APP, [act(100, fid="post:1")])
+    again = await store.put_activities(APP, [act(200, fid="post:1"), act(300, fid="post:1", time_us=5)])
+    assert again[0] == first[0]  # same (foreign_id, time): the stored one, not a new id
+    assert again[1].id == 300  # same foreign_id, other time: a new activity
+    found = await store.get_by_foreign_id_time(APP, [("post:1", 5), ("post:1", act(0).time_us), ("x", 1)])
+    assert {k: v.id for k, v in found.items()} == {("post:1", 5): 300, ("post:1", act(0).time_us): 100}
+
+
+async def test_colliding_id_is_bumped(store: Store) -> None:
+    await store.put_activities(APP, [act(7)])
+    other = Activity(actor="a", verb="v", object="o", time_us=1, id=7)
+    (stored,) = await store.put_activities(APP, [other])
+    assert stored.id == 8
+    assert (await store.get_activities(APP, [7]))[7] == act(7)
+
+
+async def test_replace_activities_only_touches_known(store: Store) -> None:
+    await store.put_activities(APP, [act(1)])
+    changed = Activity(
+        actor="user:1", verb="edit", object="obj:1", time_us=act(1).time_us, id=1, extra={"x": 1}
+    )
+    await store.replace_activities(APP, [changed, act(2)])
+    assert await store.get_activities(APP, [1, 2]) == {1: changed}
+
+
+async def test_entries_newest_first_with_bounds_and_offset(store: Store) -> None:
+    await store.add_entries(["f:1"], [Entry(i) for i in (3, 1, 5, 2, 4)], cap=100)
+    ids = lambda es: [e.id for e in es]  # noqa: E731
+    assert ids(await store.read_entries("f:1", limit=10)) == [5, 4, 3, 2, 1]
+    assert ids(await store.read_entries("f:1", limit=2, offset=1)) == [4, 3]
+    assert ids(await store.read_entries("f:1", limit=10, bounds=Bounds(lt=4))) == [3, 2, 1]
+    assert ids(await store.read_entries("f:1", limit=10, bounds=Bounds(lte=4))) == [4, 3, 2, 1]
+    assert ids(await store.read_entries("f:1", limit=10, bounds=Bounds(gt=3))) == [5, 4]
+    assert ids(await store.read_entries("f:1", limit=10, bounds=Bounds(gte=3, lt=5))) == [4, 3]
+    assert await store.read_entries("f:2", limit=10) == []
+
+
+async def test_entry_columns_round_trip_and_duplicates_ignored(store: Store) -> None:
+    e = Entry(9, origin="user:2", foreign_id="fid", group_key="g", tags=("a", "b"))
+    await store.add_entries(["f:1", "f:2"], [e], cap=10)
+    await store.add_entries(["f:1"], [Entry(9, origin="other")], cap=10)
+    assert await store.read_entries("f:1", limit=5) == [e]
+    assert await store.get_entries("f:2", [9, 10]) == [e]
+
+
+async def test_cap_keeps_newest(store: Store) -> None:
+    await store.add_entries(["f:1"], [Entry(i) for i in range(1, 11)], cap=4)
+    await store.add_entries(["f:1"], [Entry(11)], cap=4)
+    assert [e.id for e in await store.read_entries("f:1", limit=100)] == [11, 10, 9, 8]
+
+
+async def test_removals(store: Store) -> None:
+    entries = [Entry(1, origin="user:1", foreign_id="x"), Entry(2, origin="user:2", foreign_id="x"), Entry(3)]
+    await store.add_entries(["f:1", "f:2"], entries, cap=10)
+    await store.remove_entries(["f:2"], [3])
+    assert [e.id for e in await store.read_entries("f:2", limit=10)] == [2, 1]
+    removed = await store.remove_foreign_id("f:1", "x")
+    assert [e.id for e in removed] == [2, 1]
+    assert [e.id for e in await store.read_entries("f:1", limit=10)] == [3]
+    assert await store.remove_origin("f:2", "user:1") == 1
+    assert [e.id for e in await store.read_entries("f:2", limit=10)] == [2]
+
+
+async def test_tag_filter(store: Store) -> None:
+    await store.add_entries(
+        ["f:1"], [Entry(i, tags=("even",) if i % 2 == 0 else ()) for i in range(1, 9)], cap=50
+    )
+    got = await store.read_entries("f:1", limit=2, offset=1, tag="even")
+    assert [e.id for e in got] == [6, 4]
+
+
+async def test_mark_seen_and_read(store: Store) -> None:
+    await store.add_entries(["n:1"], [Entry(1), Entry(2), Entry(3)], cap=10)
+    await store.mark("n:1", [2], seen=True, read=False)
+    flags = {e.id: (e.seen, e.read) for e in await store.read_entries("n:1", limit=10)}
+    assert flags == {1: (False, False), 2: (True, False), 3: (False, False)}
+    await store.mark("n:1", None, seen=False, read=True)
+    flags = {e.id: (e.seen, e.read) for e in await store.read_entries("n:1", limit=10)}
+    assert flags == {1: (False, True), 2: (True, True), 3: (False, True)}
+
+
+async def test_follows(store: Store) -> None:
+    created = await store.follow([Follow("t:1", "u:9", 1), Follow("t:2", "u:9", 2), Follow("t:1", "u:8", 3)])
+    assert created == [True, True, True]
+    assert await store.follow([Follow("t:1", "u:9", 4)]) == [False]
+    assert [f.source for f in await store.followers("u:9")] == ["t:2", "t:1"]
+    assert [f.target for f in await store.following("t:1")] == ["u:8", "u:9"]
+    assert [f.source for f in await store.followers("u:9", offset=1, limit=1)] == ["t:1"]
+    assert await store.follower_count("u:9") == 2
+    assert await store.unfollow("t:1", "u:9") is True
+    assert await store.unfollow("t:1", "u:9") is False
+    assert [f.target for f in await store.following("t:1")] == ["u:8"]
+    assert await store.followers("u:9") == [Follow("t:2", "u:9", 2)]
+
+
+async def test_concurrent_writes_all_land(store: Store) -> None:
+    await asyncio.gather(*(store.add_entries([f"f:{i % 3}"], [Entry(i)], cap=1000) for i in range(1, 61)))
+    counts = [len(await store.read_entries(f"f:{k}", limit=100)) for k in range(3)]
+    assert counts == [20, 20, 20]
