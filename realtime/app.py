@@ -1,0 +1,137 @@
+"""create_app(settings) -> the ASGI application of one node.
+
+Requests under the mount path (``/bayeux``, ``/bayeux/<anything>``, and WebSocket
+upgrades there) go straight to the Bayeux transports as plain ASGI; everything else
+(``/health``, ``/metrics``, the feed API) is a Starlette app. The lifespan starts the
+broker and the session sweeper and, on shutdown, withdraws from routing first, then
+answers held connects and closes every client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from realtime.broker.base import Broker
+from realtime.broker.memory import MemoryBroker
+from realtime.engine.engine import Engine
+from realtime.inprocess import InProcessClient
+from realtime.metrics import Stats, StatsCollector
+from realtime.server import BayeuxServer
+from realtime.settings import Settings
+from realtime.transports.eventsource import serve_eventsource, wants_eventsource
+from realtime.transports.http import serve_http
+from realtime.transports.websocket import serve_websocket
+
+log = logging.getLogger("realtime.app")
+
+
+def make_broker(settings: Settings, node_id: str) -> Broker:
+    if settings.broker.startswith("memory:"):
+        return MemoryBroker(node_id)
+    raise ValueError(f"unsupported broker URL {settings.broker!r} (this build knows memory://)")
+
+
+class RealtimeApp:
+    """One node: engine + Bayeux server + transports + operational routes."""
+
+    def __init__(self, settings: Settings, broker: Broker | None = None, routes: list[BaseRoute] | None = None) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id or secrets.token_hex(4)
+        self.broker = broker if broker is not None else make_broker(settings, self.node_id)
+        self.stats = Stats()
+        self.engine = Engine(
+            self.broker,
+            self.stats,
+            session_ttl_s=settings.session_expiry_s,
+            max_queue=settings.max_queue_messages,
+            max_sessions=settings.max_sessions,
+        )
+        self.server = BayeuxServer(settings, self.engine)
+        self.registry = CollectorRegistry()
+        self.registry.register(
+            StatsCollector(
+                self.stats,
+                {
+                    "sessions": ("Live sessions", lambda: float(len(self.engine.sessions))),
+                    "subscriptions": ("Session-channel subscriptions", lambda: float(self.engine.index.count)),
+                    "channels": ("Distinct subscribed channels and patterns", lambda: float(len(self.engine.index.holders))),
+                    "held_connects": ("Held /meta/connect requests", lambda: float(len(self.engine.holds))),
+                },
+            )
+        )
+        self._mount = settings.mount
+        self._mount_prefix = settings.mount.rstrip("/") + "/"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self.web = Starlette(
+            routes=[Route("/health", self.health), Route("/metrics", self.metrics), *(routes or [])],
+            lifespan=self.lifespan,
+        )
+
+    def client(self) -> InProcessClient:
+        """A Bayeux client inside this process (Faye's ``getClient()``)."""
+        return InProcessClient(self.server)
+
+    async def health(self, request: Request) -> Response:
+        status = 503 if self.server.closing else 200
+        return JSONResponse({"status": "stopping" if status == 503 else "ok", "node": self.node_id}, status)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.broker.start(self.engine.deliver_remote)
+        self._tasks.append(asyncio.create_task(self.engine.run_sweeper(self.settings.sweep_interval_s)))
+        log.info("node %s serving Bayeux at %s", self.node_id, self._mount)
+        try:
+            yield
+        finally:
+            await self.stop()
+            for task in self._tasks:
+                task.cancel()
+
+    async def stop(self) -> None:
+        """Leave routing, answer held connects, close every client. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.server.begin_shutdown()
+        try:
+            await self.broker.close()
+        except Exception:
+            log.exception("broker close failed")
+        self.engine.shutdown()
+
+    def _is_bayeux(self, path: str) -> bool:
+        return path == self._mount or path.startswith(self._mount_prefix)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind != "lifespan" and self._is_bayeux(scope["path"]):
+            if kind == "websocket":
+                await serve_websocket(scope, receive, send, self.server)
+                return
+            client_id = wants_eventsource(scope, self._mount)
+            if client_id is not None:
+                await serve_eventsource(scope, receive, send, self.server, client_id)
+            else:
+                await serve_http(scope, receive, send, self.server)
+            return
+        await self.web(scope, receive, send)
+
+
+def create_app(settings: Settings, broker: Broker | None = None, routes: list[BaseRoute] | None = None) -> RealtimeApp:
+    return RealtimeApp(settings, broker, routes)

@@ -1,0 +1,54 @@
+"""Wire shapes (exact Bayeux keys) and reply builders.
+
+Replies copy ``id``, ``clientId``, ``channel`` and ``error`` from the request and set
+``successful``; nothing else is echoed (no ``ext``, as Faye). Deliveries carry only
+``channel``, ``data``, ``id`` and ``ext``: a forwarded ``successful`` could be taken
+by a client for the reply to one of its own requests, and ``clientId`` would leak
+the publisher's session.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+Message = dict[str, Any]
+
+HANDSHAKE = "/meta/handshake"
+CONNECT = "/meta/connect"
+SUBSCRIBE = "/meta/subscribe"
+UNSUBSCRIBE = "/meta/unsubscribe"
+DISCONNECT = "/meta/disconnect"
+BAYEUX_VERSION = "1.0"
+
+
+class Advice(TypedDict, total=False):
+    reconnect: str
+    interval: int
+    timeout: int
+
+
+_ECHOED = ("id", "clientId", "channel")
+
+
+def make_reply(request: Message, error: str | None = None) -> Message:
+    reply: Message = {}
+    for key in _ECHOED:
+        if key in request:
+            reply[key] = request[key]
+    err = error if error is not None else request.get("error")
+    if err is not None:
+        reply["error"] = err
+        reply["successful"] = False
+    else:
+        reply["successful"] = True
+    return reply
+
+
+def delivery(message: Message) -> Message:
+    """The copy of a published message that subscribers receive."""
+    out: Message = {"channel": message["channel"], "data": message["data"]}
+    if "id" in message:
+        out["id"] = message["id"]
+    if "ext" in message:
+        out["ext"] = message["ext"]
+    return out

@@ -1,0 +1,216 @@
+"""The node-local engine: sessions, subscriptions, fan-out, long-poll holds, expiry.
+
+Everything here runs on one event loop and nothing awaits inside a fan-out: a
+publish encodes once (``Outbound``), walks the exact index for ``expand(channel)``
+and hands the same bytes to every recipient's sink or queue synchronously. Sessions
+that overflow are collected during the walk and ended after it.
+
+Cluster payloads (``envelope``): ``<channel>\\n<encoded message>``; the channel
+grammar has no newline, so the split is unambiguous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from realtime.bayeux.channels import expand
+from realtime.bayeux.session import Session
+from realtime.broker.base import Broker
+from realtime.engine.holds import Holds
+from realtime.engine.index import SubscriptionIndex
+from realtime.engine.outbound import Outbound
+from realtime.metrics import Stats
+
+log = logging.getLogger("realtime.engine")
+
+# Why a session ended; the reason decides what a held connect is told.
+DISCONNECTED = "disconnected"
+EXPIRED = "expired"
+OVERFLOW = "overflow"
+SHUTDOWN = "shutdown"
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_client_id() -> str:
+    """160 CSPRNG bits in base 36, 31 chars, ``[0-9a-z]`` (URL-safe, as Faye's)."""
+    n = secrets.randbits(160)
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(_ALPHABET[r])
+    return "".join(reversed(out)).rjust(31, "0")
+
+
+class Engine:
+    def __init__(
+        self,
+        broker: Broker,
+        stats: Stats,
+        *,
+        session_ttl_s: float,
+        max_queue: int,
+        max_sessions: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.broker = broker
+        self.stats = stats
+        self.ttl = session_ttl_s
+        self.max_queue = max_queue
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self.index = SubscriptionIndex(broker.key_added, broker.key_removed)
+        self.holds = Holds()
+        self.on_destroy: list[Callable[[Session, str], None]] = []
+        self._expiry: list[tuple[float, str]] = []
+
+    # --- sessions -------------------------------------------------------------------
+
+    def create_session(self) -> Session | None:
+        if len(self.sessions) >= self.max_sessions:
+            return None
+        now = self.clock()
+        session = Session(new_client_id(), self.max_queue, now, self.ttl)
+        self.sessions[session.client_id] = session
+        heapq.heappush(self._expiry, (session.expires_at, session.client_id))
+        return session
+
+    def get(self, client_id: object) -> Session | None:
+        if not isinstance(client_id, str):
+            return None
+        session = self.sessions.get(client_id)
+        if session is not None and session.is_expired(self.clock()) and session.sink is None:
+            self.destroy(session, EXPIRED)
+            return None
+        return session
+
+    def ping(self, session: Session) -> None:
+        session.ping(self.clock(), self.ttl)
+        heapq.heappush(self._expiry, (session.expires_at, session.client_id))
+
+    def destroy(self, session: Session, reason: str) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.pop(session.client_id, None)
+        for channel in list(session.subscriptions):
+            self.index.remove(channel, session)
+        if session.user_id is not None:
+            self.index.remove("user:" + session.user_id, session)
+        session.queue.clear()
+        self.holds.release(session.client_id, reason)
+        sink = session.sink
+        session.sink = None
+        if sink is not None:
+            sink.close(reason)
+        if reason == OVERFLOW:
+            self.stats.queue_overflows += 1
+        elif reason == EXPIRED:
+            self.stats.sessions_expired += 1
+        for callback in self.on_destroy:
+            callback(session, reason)
+
+    def sweep(self) -> int:
+        """End every session past its expiry; cheap when nothing is due (heap top)."""
+        now = self.clock()
+        heap = self._expiry
+        ended = 0
+        while heap and heap[0][0] <= now:
+            _, cid = heapq.heappop(heap)
+            session = self.sessions.get(cid)
+            if session is None or not session.is_expired(now):
+                continue
+            if self.holds.is_held(cid) or session.sink is not None:
+                # Alive through an open poll or socket: look again one ttl later.
+                self.ping(session)
+                continue
+            self.destroy(session, EXPIRED)
+            ended += 1
+        # Lazy deletion leaves stale entries; rebuild when they dominate.
+        if len(heap) > 4 * len(self.sessions) + 1024:
+            self._expiry = [(s.expires_at, c) for c, s in self.sessions.items()]
+            heapq.heapify(self._expiry)
+        return ended
+
+    # --- subscriptions --------------------------------------------------------------
+
+    def subscribe(self, session: Session, channel: str) -> bool:
+        if channel in session.subscriptions:
+            return False
+        session.subscriptions.add(channel)
+        self.index.add(channel, session)
+        return True
+
+    def unsubscribe(self, session: Session, channel: str) -> bool:
+        if channel not in session.subscriptions:
+            return False
+        session.subscriptions.discard(channel)
+        self.index.remove(channel, session)
+        return True
+
+    def bind_user(self, session: Session, user_id: str) -> None:
+        if session.user_id is not None:
+            self.index.remove("user:" + session.user_id, session)
+        session.user_id = user_id
+        self.index.add("user:" + user_id, session)
+
+    # --- delivery -------------------------------------------------------------------
+
+    def publish(self, channel: str, payload: bytes) -> int:
+        """Deliver locally and hand to the broker for other nodes; returns local count."""
+        keys = expand(channel)
+        delivered = self.deliver_local(keys, payload)
+        self.broker.publish(keys, channel.encode() + b"\n" + payload)
+        return delivered
+
+    def deliver_remote(self, envelope: bytes) -> None:
+        channel, sep, payload = envelope.partition(b"\n")
+        if not sep:
+            log.warning("dropping a malformed cluster payload (%d bytes)", len(envelope))
+            return
+        keys = expand(channel.decode())
+        if not self.index.has_any(keys):
+            self.stats.false_positives += 1
+            return
+        self.deliver_local(keys, payload)
+
+    def deliver_local(self, keys: list[str], payload: bytes) -> int:
+        recipients = self.index.recipients(keys)
+        if not recipients:
+            return 0
+        out = Outbound(payload)
+        overflowed: list[Session] | None = None
+        for session in recipients:
+            if not session.deliver(out):
+                if overflowed is None:
+                    overflowed = []
+                overflowed.append(session)
+        n = len(recipients)
+        if overflowed:
+            for session in overflowed:
+                log.info("client %s overflowed its queue; ending the session", session.client_id)
+                self.destroy(session, OVERFLOW)
+            n -= len(overflowed)
+        self.stats.messages_out += n
+        return n
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def run_sweeper(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("session sweep failed")
+
+    def shutdown(self) -> None:
+        """Answer every held connect (advice: handshake) and end every session."""
+        for session in list(self.sessions.values()):
+            self.destroy(session, SHUTDOWN)

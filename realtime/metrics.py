@@ -1,0 +1,63 @@
+"""Counters kept as plain ints on the hot path, rendered in Prometheus text on scrape.
+
+Incrementing a prometheus_client Counter per delivery would cost more than the
+delivery itself; the engine bumps ints and a custom collector reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+@dataclass
+class Stats:
+    messages_in: int = 0
+    messages_out: int = 0
+    publishes: int = 0
+    handshakes: int = 0
+    queue_overflows: int = 0
+    sessions_expired: int = 0
+    false_positives: int = 0
+    bad_requests: int = 0
+    limit_rejections: int = 0
+    connections: dict[str, int] = field(default_factory=dict)
+
+    def opened(self, transport: str) -> None:
+        self.connections[transport] = self.connections.get(transport, 0) + 1
+
+    def closed(self, transport: str) -> None:
+        self.connections[transport] = self.connections.get(transport, 0) - 1
+
+
+_HELP = {
+    "messages_in": "Bayeux messages received",
+    "messages_out": "Messages delivered to clients (one per recipient)",
+    "publishes": "Messages published",
+    "handshakes": "Successful handshakes",
+    "queue_overflows": "Sessions ended because their queue or socket buffer overflowed",
+    "sessions_expired": "Sessions ended by expiry",
+    "false_positives": "Cluster messages dropped because no local subscriber matched",
+    "bad_requests": "Requests rejected as malformed (HTTP 400 or ignored frame)",
+    "limit_rejections": "Requests refused by a configured limit",
+}
+
+
+class StatsCollector(Collector):
+    def __init__(self, stats: Stats, gauges: dict[str, tuple[str, Callable[[], float]]]) -> None:
+        self.stats = stats
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        for f in fields(Stats):
+            if f.name in _HELP:
+                yield CounterMetricFamily(f"realtime_{f.name}", _HELP[f.name], value=getattr(self.stats, f.name))
+        conns = GaugeMetricFamily("realtime_connections", "Open connections by transport", labels=["transport"])
+        for transport, n in sorted(self.stats.connections.items()):
+            conns.add_metric([transport], n)
+        yield conns
+        for name, (doc, read) in self.gauges.items():
+            yield GaugeMetricFamily(f"realtime_{name}", doc, value=read())

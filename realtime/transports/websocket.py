@@ -1,0 +1,106 @@
+"""Bayeux over WebSocket: one JSON batch per text frame, pushes one message per frame.
+
+Frames are processed in arrival order (so one client's publishes stay ordered); a
+held ``/meta/connect`` is answered from its own task so that it never blocks later
+frames. An unparseable frame is counted and ignored, as Faye does: the socket stays
+usable. When the socket closes the session survives, unbound, until it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from realtime.bayeux.codec import decode_batch, join
+from realtime.bayeux.errors import BadRequest
+from realtime.server import WEBSOCKET, BayeuxServer, Context, PendingConnect
+from realtime.transports.sinks import QueueSink, SocketSink
+from realtime.transports.ws_protocol import SCOPE_KEY
+
+log = logging.getLogger("realtime.transports.websocket")
+
+Scope = dict[str, Any]
+
+
+async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxServer) -> None:
+    event = await receive()
+    if event["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    settings = server.settings
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(coro: Any) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def closer(code: int, reason: str) -> None:
+        spawn(_close(send, code, reason))
+
+    proto = scope.get("extensions", {}).get(SCOPE_KEY)
+    writer: QueueSink | None = None
+    sink: SocketSink | QueueSink
+    if proto is not None:
+        sink = SocketSink(proto, settings.max_socket_buffer_bytes, closer)
+    else:
+        writer = sink = QueueSink(
+            lambda data: send({"type": "websocket.send", "text": data.decode()}),
+            lambda out: out.batch,
+            settings.max_queue_messages,
+            closer,
+        )
+        spawn(writer.run())
+    client = scope.get("client")
+    ctx = Context(WEBSOCKET, remote=client[0] if client else None, sink=sink)
+
+    async def reply(data: bytes) -> None:
+        if isinstance(sink, SocketSink):
+            sink.send_batch(data)
+        else:
+            await send({"type": "websocket.send", "text": data.decode()})
+
+    async def answer_later(pending: PendingConnect) -> None:
+        await pending.future
+        encoded = await server.finish(pending)
+        if encoded is not None:
+            await reply(join([encoded]))
+
+    server.stats.opened(WEBSOCKET)
+    try:
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                break
+            data = event.get("text")
+            if data is None:
+                data = event.get("bytes") or b""
+            try:
+                batch = decode_batch(data, settings.max_batch_messages)
+            except BadRequest as exc:
+                server.stats.bad_requests += 1
+                log.debug("ignoring a bad frame: %s", exc)
+                continue
+            result = await server.process(batch, ctx)
+            if result.replies:
+                await reply(join(result.replies))
+            if result.pending is not None:
+                spawn(answer_later(result.pending))
+    except OSError:
+        pass  # the peer went away mid-send
+    finally:
+        server.stats.closed(WEBSOCKET)
+        server.unbind(ctx)
+        if writer is not None:
+            writer.closed = True
+        for task in list(tasks):
+            task.cancel()
+
+
+async def _close(send: Any, code: int, reason: str) -> None:
+    try:
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+    except (OSError, RuntimeError):
+        pass  # already closed
