@@ -46,7 +46,9 @@ def make_broker(settings: Settings, node_id: str) -> Broker:
 class RealtimeApp:
     """One node: engine + Bayeux server + transports + operational routes."""
 
-    def __init__(self, settings: Settings, broker: Broker | None = None, routes: list[BaseRoute] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, broker: Broker | None = None, routes: list[BaseRoute] | None = None
+    ) -> None:
         self.settings = settings
         self.node_id = settings.node_id or secrets.token_hex(4)
         self.broker = broker if broker is not None else make_broker(settings, self.node_id)
@@ -65,8 +67,14 @@ class RealtimeApp:
                 self.stats,
                 {
                     "sessions": ("Live sessions", lambda: float(len(self.engine.sessions))),
-                    "subscriptions": ("Session-channel subscriptions", lambda: float(self.engine.index.count)),
-                    "channels": ("Distinct subscribed channels and patterns", lambda: float(len(self.engine.index.holders))),
+                    "subscriptions": (
+                        "Session-channel subscriptions",
+                        lambda: float(self.engine.index.count),
+                    ),
+                    "channels": (
+                        "Distinct subscribed channels and patterns",
+                        lambda: float(len(self.engine.index.holders)),
+                    ),
                     "held_connects": ("Held /meta/connect requests", lambda: float(len(self.engine.holds))),
                 },
             )
@@ -133,5 +141,7 @@ class RealtimeApp:
         await self.web(scope, receive, send)
 
 
-def create_app(settings: Settings, broker: Broker | None = None, routes: list[BaseRoute] | None = None) -> RealtimeApp:
+def create_app(
+    settings: Settings, broker: Broker | None = None, routes: list[BaseRoute] | None = None
+) -> RealtimeApp:
     return RealtimeApp(settings, broker, routes)

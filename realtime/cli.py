@@ -16,7 +16,7 @@ from realtime.settings import load_settings
 from realtime.transports.ws_protocol import FastWebSocketProtocol
 
 
-class _Server(uvicorn.Server):  # type: ignore[misc]
+class _Server(uvicorn.Server):
     """On SIGTERM: leave routing and answer held connects *before* uvicorn waits for
     open requests, so shutdown takes milliseconds, not a whole poll timeout."""
 
@@ -33,13 +33,22 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(
             args.config,
-            overrides={"host": args.host, "port": args.port, "mount": args.mount, "timeout_s": args.timeout,
-                       "node_id": args.node_id, "broker": args.broker, "routing": args.routing},
+            overrides={
+                "host": args.host,
+                "port": args.port,
+                "mount": args.mount,
+                "timeout_s": args.timeout,
+                "node_id": args.node_id,
+                "broker": args.broker,
+                "routing": args.routing,
+            },
         )
     except ConfigError as exc:
         print(f"realtime: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     node = create_app(settings)
     config = uvicorn.Config(
         node,

@@ -30,7 +30,9 @@ class Extension(Protocol):
     """Implement either method or both; missing ones are skipped."""
 
 
-async def run_chain(hooks: list[Callable[[Message, Any], MaybeAwaitable]], message: Message, ctx: Any) -> Message | None:
+async def run_chain(
+    hooks: list[Callable[[Message, Any], MaybeAwaitable]], message: Message, ctx: Any
+) -> Message | None:
     current: Message | None = message
     for hook in hooks:
         result = hook(current, ctx)  # type: ignore[arg-type]

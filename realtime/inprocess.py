@@ -18,8 +18,8 @@ import orjson
 from realtime.bayeux import channels
 from realtime.bayeux.errors import BayeuxError
 from realtime.bayeux.messages import Message
+from realtime.bayeux.outbound import Outbound
 from realtime.bayeux.session import Outcome
-from realtime.engine.outbound import Outbound
 from realtime.server import IN_PROCESS, BayeuxServer, Context
 
 log = logging.getLogger("realtime.inprocess")
@@ -56,7 +56,9 @@ class InProcessClient:
         if not reply.get("successful"):
             error = str(reply.get("error", "500::no reply"))
             code, _, rest = error.partition(":")
-            raise BayeuxError(int(code) if code.isdigit() else 500, rest.partition(":")[0], rest.partition(":")[2])
+            raise BayeuxError(
+                int(code) if code.isdigit() else 500, rest.partition(":")[0], rest.partition(":")[2]
+            )
         return reply
 
     async def connect(self) -> str:
@@ -65,7 +67,9 @@ class InProcessClient:
                 {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": [IN_PROCESS]}
             )
             self.client_id = str(reply["clientId"])
-            await self._send({"channel": "/meta/connect", "clientId": self.client_id, "connectionType": IN_PROCESS})
+            await self._send(
+                {"channel": "/meta/connect", "clientId": self.client_id, "connectionType": IN_PROCESS}
+            )
         return self.client_id
 
     async def subscribe(self, channel: str, callback: Callback) -> None:
@@ -76,7 +80,9 @@ class InProcessClient:
 
     async def unsubscribe(self, channel: str) -> None:
         if self.client_id is not None and self._callbacks.pop(channel, None) is not None:
-            await self._send({"channel": "/meta/unsubscribe", "clientId": self.client_id, "subscription": channel})
+            await self._send(
+                {"channel": "/meta/unsubscribe", "clientId": self.client_id, "subscription": channel}
+            )
 
     async def publish(self, channel: str, data: Any, ext: Any = None) -> None:
         message: Message = {"channel": channel, "data": data}

@@ -54,8 +54,12 @@ class StatsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         for f in fields(Stats):
             if f.name in _HELP:
-                yield CounterMetricFamily(f"realtime_{f.name}", _HELP[f.name], value=getattr(self.stats, f.name))
-        conns = GaugeMetricFamily("realtime_connections", "Open connections by transport", labels=["transport"])
+                yield CounterMetricFamily(
+                    f"realtime_{f.name}", _HELP[f.name], value=getattr(self.stats, f.name)
+                )
+        conns = GaugeMetricFamily(
+            "realtime_connections", "Open connections by transport", labels=["transport"]
+        )
         for transport, n in sorted(self.stats.connections.items()):
             conns.add_metric([transport], n)
         yield conns

@@ -27,10 +27,10 @@ from realtime.bayeux.advice import connect_advice, handshake_advice, hold_second
 from realtime.bayeux.codec import encode
 from realtime.bayeux.errors import BAD_REQUEST, TOO_MANY, error_string
 from realtime.bayeux.messages import Message
+from realtime.bayeux.outbound import Outbound
 from realtime.bayeux.session import Outcome, Session, Sink
 from realtime.engine import engine as eng
 from realtime.engine.engine import Engine
-from realtime.engine.outbound import Outbound
 from realtime.extensions import Events, MaybeAwaitable, run_chain, run_chain_sync
 from realtime.settings import Settings
 

@@ -133,12 +133,18 @@ def load_settings(
 
 
 def validate(s: Settings) -> None:
-    if not s.mount.startswith("/") or s.mount.endswith("/") and s.mount != "/":
+    if not s.mount.startswith("/") or (s.mount.endswith("/") and s.mount != "/"):
         raise ConfigError(f"mount must start with '/' and not end with one: {s.mount!r}")
     if s.timeout_s <= 0 or s.timeout_s > 600:
         raise ConfigError("timeout_s must be in (0, 600]")
-    for name in ("max_message_bytes", "max_batch_messages", "max_queue_messages",
-                 "max_subscriptions_per_client", "max_sessions", "max_long_polls"):
+    for name in (
+        "max_message_bytes",
+        "max_batch_messages",
+        "max_queue_messages",
+        "max_subscriptions_per_client",
+        "max_sessions",
+        "max_long_polls",
+    ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     if s.routing not in ("filter", "broadcast"):

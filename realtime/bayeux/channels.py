@@ -25,11 +25,17 @@ MAX_CHANNEL_LENGTH = 1024
 
 
 def is_valid_name(channel: object) -> bool:
-    return isinstance(channel, str) and len(channel) <= MAX_CHANNEL_LENGTH and bool(_NAME_RE.fullmatch(channel))
+    return (
+        isinstance(channel, str) and len(channel) <= MAX_CHANNEL_LENGTH and bool(_NAME_RE.fullmatch(channel))
+    )
 
 
 def is_valid_pattern(channel: object) -> bool:
-    return isinstance(channel, str) and len(channel) <= MAX_CHANNEL_LENGTH and bool(_PATTERN_RE.fullmatch(channel))
+    return (
+        isinstance(channel, str)
+        and len(channel) <= MAX_CHANNEL_LENGTH
+        and bool(_PATTERN_RE.fullmatch(channel))
+    )
 
 
 def is_valid(channel: object) -> bool:

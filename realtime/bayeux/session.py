@@ -24,17 +24,13 @@ from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import Protocol
 
+from realtime.bayeux.outbound import Outbound
+
 
 class Outcome(IntEnum):
     DELIVERED = 0
     QUEUE = 1  # the sink is going away: keep the message for the next connect
     OVERFLOW = 2
-
-
-class Outbound(Protocol):
-    """A published message, encoded once; sinks pick the form they write."""
-
-    payload: bytes
 
 
 class Sink(Protocol):

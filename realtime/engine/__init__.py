@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from realtime.engine.engine import Engine
-from realtime.engine.outbound import Outbound
 
-__all__ = ["Engine", "Outbound"]
+__all__ = ["Engine"]

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 
 from realtime.bayeux.channels import expand
+from realtime.bayeux.outbound import Outbound
 from realtime.bayeux.session import Session
 from realtime.broker.base import Broker
 from realtime.engine.holds import Holds
 from realtime.engine.index import SubscriptionIndex
-from realtime.engine.outbound import Outbound
 from realtime.metrics import Stats
 
 log = logging.getLogger("realtime.engine")

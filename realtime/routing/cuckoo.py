@@ -165,7 +165,6 @@ class CuckooFilter:
             if fp in row:
                 self._buckets[i, row.index(fp)] = 0
                 self._count -= 1
-                self._dirty.add(i)
                 return True
         return False
 
@@ -218,7 +217,7 @@ class CuckooFilter:
         v1 = self._words[i1] ^ fp4
         v2 = self._words[i2] ^ fp4
         # (v - 0x0001..) & ~v & 0x8000.. is non-zero iff some 16-bit lane of v is zero.
-        hit: npt.NDArray[np.bool_] = (((v1 - _LANES) & ~v1)) & _HIGH != 0
+        hit: npt.NDArray[np.bool_] = (((v1 - _LANES) & ~v1) | ((v2 - _LANES) & ~v2)) & _HIGH != 0
         return hit
 
     def contains_many(self, keys: list[str]) -> npt.NDArray[np.bool_]:

@@ -31,7 +31,9 @@ def wants_eventsource(scope: Scope, mount: str) -> str | None:
     return str(scope["path"][len(mount) + 1 :])
 
 
-async def serve_eventsource(scope: Scope, receive: Any, send: Any, server: BayeuxServer, client_id: str) -> None:
+async def serve_eventsource(
+    scope: Scope, receive: Any, send: Any, server: BayeuxServer, client_id: str
+) -> None:
     headers = header_map(scope)
     cors = cors_headers(headers, server.settings.cors_origins)
     session = server.engine.get(client_id)
@@ -43,7 +45,9 @@ async def serve_eventsource(scope: Scope, receive: Any, send: Any, server: Bayeu
     async def write(chunk: bytes) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-    sink = QueueSink(write, lambda out: out.sse_event, server.settings.max_queue_messages, lambda c, r: ended.set())
+    sink = QueueSink(
+        write, lambda out: out.sse_event, server.settings.max_queue_messages, lambda c, r: ended.set()
+    )
     await send(
         {
             "type": "http.response.start",

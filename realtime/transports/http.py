@@ -9,6 +9,7 @@ connect, instead of being flushed into a dead request (faye/faye#251).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,7 +19,8 @@ from realtime.server import BayeuxServer, Context, PendingConnect
 from realtime.transports.cors import cors_headers, preflight_headers
 
 Scope = dict[str, Any]
-Headers = list[tuple[bytes, bytes]]
+Header = tuple[bytes, bytes]
+Headers = list[Header]
 
 _COMMON: Headers = [(b"cache-control", b"no-cache, no-store"), (b"x-content-type-options", b"nosniff")]
 JSON_TYPE = b"application/json; charset=utf-8"
@@ -30,7 +32,9 @@ def header_map(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-async def respond(send: Any, status: int, body: bytes, content_type: bytes, extra: Headers = ()) -> None:  # type: ignore[assignment]
+async def respond(
+    send: Any, status: int, body: bytes, content_type: bytes, extra: Sequence[Header] = ()
+) -> None:
     headers: Headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     headers.extend(_COMMON)
     headers.extend(extra)
@@ -38,7 +42,9 @@ async def respond(send: Any, status: int, body: bytes, content_type: bytes, extr
     await send({"type": "http.response.body", "body": body})
 
 
-async def bad_request(send: Any, server: BayeuxServer, reason: str, status: int = 400, extra: Headers = ()) -> None:  # type: ignore[assignment]
+async def bad_request(
+    send: Any, server: BayeuxServer, reason: str, status: int = 400, extra: Sequence[Header] = ()
+) -> None:
     server.stats.bad_requests += 1
     text = "Bad request" if status == 400 else reason
     body = (text + ("" if status != 400 else f": {reason}") + "\n").encode()

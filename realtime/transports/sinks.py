@@ -13,8 +13,8 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from realtime.bayeux.outbound import Outbound, text_frame
 from realtime.bayeux.session import Outcome
-from realtime.engine.outbound import Outbound, text_frame
 from realtime.transports.ws_protocol import FastWebSocketProtocol
 
 log = logging.getLogger("realtime.transports")

@@ -9,6 +9,7 @@ usable. When the socket closes the session survives, unbound, until it expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -100,7 +101,5 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
 
 
 async def _close(send: Any, code: int, reason: str) -> None:
-    try:
+    with contextlib.suppress(OSError, RuntimeError):  # already closed
         await send({"type": "websocket.close", "code": code, "reason": reason})
-    except (OSError, RuntimeError):
-        pass  # already closed

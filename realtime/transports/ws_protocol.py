@@ -16,7 +16,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 SCOPE_KEY = "realtime.socket"
 
 
-class FastWebSocketProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc]
+class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
