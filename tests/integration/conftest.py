@@ -22,13 +22,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from .bayeux_wire import Wire
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
@@ -228,3 +230,9 @@ def node() -> NodeRunner:
         return NodeRun(argv, done.returncode, events, done.stdout, done.stderr)
 
     return run
+
+
+@pytest.fixture
+async def wire(server: Server) -> AsyncIterator[Wire]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
+        yield Wire(client, server.url, server.timeout_s)
