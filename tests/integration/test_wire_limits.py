@@ -1,0 +1,107 @@
+"""Size and batch limits over HTTP and WebSocket, on a server started with small limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from .bayeux_wire import Wire, fresh_channel, next_id
+from .conftest import Server, start_server
+
+MAX_BYTES = 64 * 1024
+MAX_BATCH = 10
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"REALTIME_MAX_MESSAGE_BYTES": str(MAX_BYTES), "REALTIME_MAX_BATCH_MESSAGES": str(MAX_BATCH)}
+    srv = start_server(tmp_path_factory.mktemp("limited"), 3.0, env=env)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def lwire(limited: Server) -> AsyncIterator[Wire]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
+        yield Wire(client, limited.url, limited.timeout_s)
+
+
+async def test_oversized_body_is_refused_and_the_server_stays_up(lwire: Wire, limited: Server) -> None:
+    channel = fresh_channel()
+    client_id = await lwire.session(channel)
+    response = await lwire.client.post(lwire.url, json=[{"channel": channel, "data": "x" * (2 * MAX_BYTES)}])
+    assert response.status_code in (400, 413), response.status_code
+    assert response.text.strip(), "the refusal should say why"
+    assert limited.is_healthy()
+    # Under the limit passes; nothing of the refused request was delivered.
+    assert (await lwire.publish(channel, "y" * (MAX_BYTES // 2)))["successful"] is True
+    assert [m["data"] for m in await lwire.drain(client_id, 1)] == ["y" * (MAX_BYTES // 2)]
+
+
+async def test_oversized_body_without_content_length_is_refused(lwire: Wire, limited: Server) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'[{"channel":"/t/chunked","data":"'
+        for _ in range(2 * MAX_BYTES // 8192):
+            yield b"z" * 8192
+        yield b'"}]'
+
+    response = await lwire.client.post(
+        lwire.url, content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 413), response.status_code
+    assert limited.is_healthy()
+
+
+async def test_batch_over_the_limit_is_rejected_whole(lwire: Wire, limited: Server) -> None:
+    channel = fresh_channel()
+    client_id = await lwire.session(channel)
+    batch = [{"channel": channel, "data": n, "id": next_id()} for n in range(MAX_BATCH + 1)]
+    response = await lwire.client.post(lwire.url, json=batch)
+    if response.status_code == 200:
+        assert all(r["successful"] is False for r in response.json()), response.text[:500]
+    else:
+        assert response.status_code in (400, 413), response.status_code
+    full = [{"channel": channel, "data": n, "id": next_id()} for n in range(MAX_BATCH)]
+    assert all(r["successful"] for r in await lwire.post(full))
+    got = await lwire.drain(client_id, MAX_BATCH)
+    assert [m["data"] for m in got] == list(range(MAX_BATCH)), "the refused batch must not be delivered"
+    assert limited.is_healthy()
+
+
+async def test_oversized_websocket_frame_is_refused(lwire: Wire, limited: Server) -> None:
+    ws_url = limited.url.replace("http://", "ws://")
+    frame = json.dumps([{"channel": "/t/ws", "data": "x" * (2 * MAX_BYTES)}])
+    async with ws_connect(ws_url, max_size=None, open_timeout=5) as ws:
+        await ws.send(frame)
+        try:
+            reply = await asyncio.wait_for(ws.recv(), timeout=5)
+        except ConnectionClosed as closed:
+            # Closing with 1009 (message too big) or a policy code is the usual answer.
+            assert closed.rcvd is not None and closed.rcvd.code in (1008, 1009), closed
+        else:
+            replies = json.loads(reply)
+            assert all(r.get("successful") is False for r in replies), reply[:300]
+    assert limited.is_healthy()
+    assert (await lwire.publish(fresh_channel(), 1))["successful"] is True
+
+
+async def test_big_websocket_batch_is_refused(lwire: Wire, limited: Server) -> None:
+    ws_url = limited.url.replace("http://", "ws://")
+    channel = fresh_channel()
+    client_id = await lwire.session(channel)
+    batch = [{"channel": channel, "data": n, "id": next_id()} for n in range(MAX_BATCH + 1)]
+    async with ws_connect(ws_url, open_timeout=5) as ws:
+        await ws.send(json.dumps(batch))
+        try:
+            replies = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+            assert all(r.get("successful") is False for r in replies)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code in (1008, 1009), closed
+    await lwire.publish(channel, "fence")
+    assert [m["data"] for m in await lwire.drain(client_id, 1)] == ["fence"]
