@@ -8,8 +8,9 @@ and stops processing. Outgoing runs on every reply.
 
 Deliveries differ from Faye on purpose: outgoing extensions see a published message
 once, with ``ctx`` None, before it is encoded, not once per recipient, so that a
-fan-out to N clients is still one encode. Per-recipient filtering belongs in the
-channel policy, which decides who may subscribe.
+fan-out to N clients is still one encode. Messages published by the server's own
+code through ``publish_encoded`` (the feed bridge) do not pass through extensions.
+Per-recipient filtering belongs in the channel policy, which decides who may subscribe.
 """
 
 from __future__ import annotations
@@ -38,19 +39,6 @@ async def run_chain(
         result = hook(current, ctx)  # type: ignore[arg-type]
         if inspect.isawaitable(result):
             result = await result
-        current = result
-        if current is None:
-            return None
-    return current
-
-
-def run_chain_sync(hooks: list[Callable[[Message, Any], MaybeAwaitable]], message: Message) -> Message | None:
-    """For deliveries, on the fan-out path: extensions there must not await."""
-    current: Message | None = message
-    for hook in hooks:
-        result = hook(current, None)  # type: ignore[arg-type]
-        if inspect.isawaitable(result):
-            raise TypeError("outgoing extensions must be synchronous for published messages")
         current = result
         if current is None:
             return None

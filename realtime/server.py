@@ -31,7 +31,7 @@ from realtime.bayeux.outbound import Outbound
 from realtime.bayeux.session import Outcome, Session, Sink
 from realtime.engine import engine as eng
 from realtime.engine.engine import Engine
-from realtime.extensions import Events, MaybeAwaitable, run_chain, run_chain_sync
+from realtime.extensions import Events, MaybeAwaitable, run_chain
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.server")
@@ -104,7 +104,7 @@ class BayeuxServer:
                 if processed is None:
                     continue
                 message = processed
-            reply = self._handle(message, ctx, result)
+            reply = await self._handle(message, ctx, result)
             if reply is not None:
                 encoded = await self._encode(reply, ctx)
                 if encoded is not None:
@@ -134,7 +134,7 @@ class BayeuxServer:
             reply = processed
         return encode(reply)
 
-    def _handle(self, message: Message, ctx: Context, result: BatchResult) -> Message | None:
+    async def _handle(self, message: Message, ctx: Context, result: BatchResult) -> Message | None:
         error = v.check_channel_field(message)
         if error is not None:
             return m.make_reply(message, error)
@@ -154,7 +154,7 @@ class BayeuxServer:
             return self._handshake(message, ctx)
         if channel == m.DISCONNECT:
             return self._disconnect(message)
-        return self._publish(message)
+        return await self._publish(message)
 
     # --- meta channels -------------------------------------------------------------
 
@@ -279,15 +279,15 @@ class BayeuxServer:
 
     # --- publishing ----------------------------------------------------------------
 
-    def _publish(self, message: Message) -> Message:
+    async def _publish(self, message: Message) -> Message:
         error = v.check_publish(message)
         reply = m.make_reply(message, error)
         if error is not None:
             return reply
         channel: str = message["channel"]
         out: Message | None = m.delivery(message)
-        if self._outgoing and out is not None:
-            out = run_chain_sync(self._outgoing, out)
+        if self._outgoing:
+            out = await run_chain(self._outgoing, out, None)
         if out is not None:
             try:
                 payload = encode(out)

@@ -165,6 +165,7 @@ class CuckooFilter:
             if fp in row:
                 self._buckets[i, row.index(fp)] = 0
                 self._count -= 1
+                self._dirty.add(i)
                 return True
         return False
 
@@ -200,7 +201,7 @@ class CuckooFilter:
                 b[i, row.index(0)] = fp
                 self._count += 1
                 self._dirty.add(i)
-                self._dirty.update(step[0] for step in path)
+
                 return
         for i, s, old in reversed(path):
             b[i, s] = old
