@@ -287,7 +287,7 @@ class BayeuxServer:
         channel: str = message["channel"]
         out: Message | None = m.delivery(message)
         if self._outgoing:
-            out = await run_chain(self._outgoing, out, None)
+            out = await run_chain(self._outgoing, m.delivery(message), None)
         if out is not None:
             try:
                 payload = encode(out)
