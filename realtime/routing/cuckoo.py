@@ -201,7 +201,7 @@ class CuckooFilter:
                 b[i, row.index(0)] = fp
                 self._count += 1
                 self._dirty.add(i)
-
+                self._dirty.update(step[0] for step in path)
                 return
         for i, s, old in reversed(path):
             b[i, s] = old
