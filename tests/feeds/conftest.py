@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
+from feeds.api import feed_routes
+from feeds.apps import App
+from feeds.config import DEFAULT_GROUPS, FanoutConfig, FeedGroup
+from feeds.notify import FeedUpdate
+from feeds.service import FeedService
 from feeds.store.base import Store
 from feeds.store.redis import RedisStore
 from feeds.store.sqlite import SqliteStore
@@ -42,3 +55,68 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await impl.close()
         if request.param == "redis":
             await _drop_prefix(REDIS_URL, prefix)
+
+
+@dataclass
+class RecordingNotifier:
+    updates: list[FeedUpdate] = field(default_factory=list)
+
+    async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None:
+        self.updates.extend(updates)
+
+
+def build_app(service: FeedService) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    return Starlette(routes=[Mount("/api/v1.0", routes=feed_routes(service))], lifespan=lifespan)
+
+
+@contextlib.contextmanager
+def run_server(service: FeedService) -> Iterator[int]:
+    """Serve until the block exits; yields the port (bound on 127.0.0.1, reached as localhost)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(build_app(service), log_level="warning", lifespan="on", loop="asyncio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("feed test server did not start")
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+APP = App("1234", "testkey", "testsecret-0123456789abcdef-0123456789abcdef")
+GROUPS = (*DEFAULT_GROUPS, FeedGroup("ranked", "flat", ranking={"popular": "likes * 10 - age_h"}))
+
+
+@dataclass(frozen=True)
+class FeedServer:
+    port: int
+    app: App
+    notifier: RecordingNotifier
+
+
+@pytest.fixture(scope="module")
+def feed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeedServer]:
+    """A real uvicorn serving feed_routes over a SqliteStore, pull threshold 3 followers."""
+    notifier = RecordingNotifier()
+    store = SqliteStore(str(Path(tmp_path_factory.mktemp("feeds")) / "feeds.db"))
+    service = FeedService(store, [APP], GROUPS, notifier, fanout=FanoutConfig(pull_threshold=3))
+    with run_server(service) as port:
+        yield FeedServer(port, APP, notifier)

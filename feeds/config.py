@@ -1,0 +1,102 @@
+"""Feed groups and engine options, parsed once into frozen values.
+
+A feed group is declared with a ``type`` (flat, aggregated or notification) and optional
+``aggregation_format`` (aggregated/notification), ``max_length`` (timeline cap) and ``ranking``
+(name -> expression, see :mod:`feeds.ranking`).  ``parse_groups`` takes the TOML-shaped mapping
+``{"user": {"type": "flat"}, ...}`` that a config file holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from feeds.activity import Activity
+from feeds.errors import FeedConfigError
+from feeds.ids import us_to_time
+
+FeedType = Literal["flat", "aggregated", "notification"]
+DEFAULT_AGGREGATION = "{{ verb.id }}_{{ time.strftime('%Y-%m-%d') }}"
+_FIELD = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+_STRFTIME = re.compile(r"""time\.strftime\(\s*(['"])(.*?)\1\s*\)""")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedGroup:
+    name: str
+    type: FeedType = "flat"
+    aggregation_format: str = DEFAULT_AGGREGATION
+    max_length: int = 3600
+    ranking: Mapping[str, str] = field(default_factory=dict)
+
+    def group_key(self, activity: Activity) -> str:
+        """The aggregation group of an activity in this feed group (empty for flat feeds)."""
+        if self.type == "flat":
+            return ""
+        return render_aggregation(self.aggregation_format, activity)
+
+
+def render_aggregation(template: str, activity: Activity) -> str:
+    """Stream's aggregation formats are Jinja-like; this renders the subset they use in practice:
+    ``{{ field }}``, ``{{ field.id }}`` (same as the field) and ``{{ time.strftime('...') }}``."""
+
+    def one(match: re.Match[str]) -> str:
+        expr = match.group(1)
+        strftime = _STRFTIME.fullmatch(expr)
+        if strftime:
+            return us_to_time(activity.time_us).strftime(strftime.group(2))
+        name = expr.removesuffix(".id")
+        fixed: dict[str, Any] = {
+            "actor": activity.actor,
+            "verb": activity.verb,
+            "object": activity.object,
+            "target": activity.target,
+            "foreign_id": activity.foreign_id,
+            "time": us_to_time(activity.time_us).isoformat(),
+        }
+        value = fixed[name] if name in fixed else activity.extra.get(name)
+        return "" if value is None else str(value)
+
+    return _FIELD.sub(one, template)
+
+
+DEFAULT_GROUPS: tuple[FeedGroup, ...] = (
+    FeedGroup("user", "flat"),
+    FeedGroup("timeline", "flat"),
+    FeedGroup("aggregated", "aggregated"),
+    FeedGroup("notification", "notification"),
+)
+
+
+def parse_groups(table: Mapping[str, Mapping[str, Any]]) -> tuple[FeedGroup, ...]:
+    groups = []
+    for name, spec in table.items():
+        kind = spec.get("type", "flat")
+        if kind not in ("flat", "aggregated", "notification"):
+            raise FeedConfigError(f"feed group {name!r}: unknown type {kind!r}")
+        groups.append(
+            FeedGroup(
+                name=name,
+                type=kind,
+                aggregation_format=str(spec.get("aggregation_format", DEFAULT_AGGREGATION)),
+                max_length=int(spec.get("max_length", 3600)),
+                ranking=dict(spec.get("ranking", {})),
+            )
+        )
+    return tuple(groups)
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutConfig:
+    """Hybrid fan-out knobs.
+
+    ``pull_threshold``: authors with more followers than this are not pushed; their followers pull
+    them at read time.  ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
+    """
+
+    pull_threshold: int = 10_000
+    default_copy_limit: int = 300
+    max_copy_limit: int = 1000
+    follower_count_ttl_s: float = 30.0

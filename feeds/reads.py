@@ -1,0 +1,142 @@
+"""Reading a feed: query parameters, the merged timeline, hydration and the per-type result shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from feeds.apps import App
+from feeds.errors import InputError, RankingError
+from feeds.feed import AGGREGATION_WINDOW, flat_results, group_entries, group_json
+from feeds.ids import parse_id
+from feeds.keys import FeedRef
+from feeds.ranking import Ranking
+from feeds.store.base import Bounds
+
+if TYPE_CHECKING:
+    from feeds.service import FeedService
+
+MAX_LIMIT = 100
+MAX_OFFSET = 1000
+RANKING_WINDOW = 1000
+Marks = Literal[True] | list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadParams:
+    limit: int = 25
+    offset: int = 0
+    bounds: Bounds = field(default_factory=Bounds)
+    ranking: str | None = None
+    tag: str | None = None
+    mark_seen: Marks = None
+    mark_read: Marks = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ReadParams:
+        def opt_id(name: str) -> int | None:
+            value = query.get(name)
+            return None if value in (None, "") else parse_id(value)
+
+        return cls(
+            limit=_int(query, "limit", 25, 1, MAX_LIMIT),
+            offset=_int(query, "offset", 0, 0, MAX_OFFSET),
+            bounds=Bounds(lt=opt_id("id_lt"), lte=opt_id("id_lte"), gt=opt_id("id_gt"), gte=opt_id("id_gte")),
+            ranking=query.get("ranking") or None,
+            tag=query.get("tag") or None,
+            mark_seen=_marks(query.get("mark_seen")),
+            mark_read=_marks(query.get("mark_read")),
+        )
+
+
+def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _marks(raw: str | None) -> Marks:
+    if raw in (None, "", "false", "False", "0"):
+        return None
+    if raw in ("true", "True", "1"):
+        return True
+    return [part for part in raw.split(",") if part]
+
+
+class Reader:
+    def __init__(self, service: FeedService) -> None:
+        self._svc = service
+        self._rankings: dict[tuple[str, str], Ranking] = {}
+
+    def _ranking(self, group_name: str, name: str) -> Ranking:
+        cached = self._rankings.get((group_name, name))
+        if cached is None:
+            expression = self._svc.group(group_name).ranking.get(name)
+            if expression is None:
+                raise RankingError(f"ranking {name!r} is not configured for feed group {group_name!r}")
+            cached = self._rankings[(group_name, name)] = Ranking(expression)
+        return cached
+
+    async def read(
+        self, app: App, feed: FeedRef, p: ReadParams
+    ) -> tuple[dict[str, Any], tuple[Marks, Marks] | None]:
+        group = self._svc.group(feed.group)
+        store = self._svc.store
+        if group.type == "flat":
+            ranking = self._ranking(group.name, p.ranking) if p.ranking else None
+            need = RANKING_WINDOW if ranking else p.offset + p.limit
+            entries = await self._svc.fanout.read(
+                feed, need=need, bounds=p.bounds, tag=p.tag, cap=group.max_length
+            )
+            bodies = await store.get_activities(app.app_id, [e.id for e in entries])
+            if ranking is not None:
+                now = self._svc.now_us()
+                scored = [(ranking.score(bodies[e.id], now), e.id, e) for e in entries if e.id in bodies]
+                entries = [e for _, _, e in sorted(scored, key=lambda t: (-t[0], -t[1]))]
+            page = entries[p.offset : p.offset + p.limit]
+            nxt = ""
+            if len(page) == p.limit and ranking is None:
+                nxt = f"/api/v1.0/feed/{feed.group}/{feed.user_id}/?id_lt={page[-1].id}&limit={p.limit}"
+            elif len(page) == p.limit:
+                nxt = (
+                    f"/api/v1.0/feed/{feed.group}/{feed.user_id}/?offset={p.offset + p.limit}&limit={p.limit}"
+                )
+            return {"results": flat_results(page, bodies), "next": nxt}, None
+
+        window = min(group.max_length, AGGREGATION_WINDOW)
+        entries = await self._svc.fanout.read(
+            feed, need=window, bounds=p.bounds, tag=p.tag, cap=group.max_length
+        )
+        # Keys were computed at write time; only entries pulled at read time need their body now.
+        bodies = await store.get_activities(app.app_id, [e.id for e in entries if not e.group_key])
+        keyed = [e for e in entries if e.group_key or e.id in bodies]
+        groups = group_entries(group, keyed, bodies)
+        shown = groups[p.offset : p.offset + p.limit]
+        missing = [e.id for g in shown for e in g.entries if e.id not in bodies]
+        bodies.update(await store.get_activities(app.app_id, missing))
+        shown = [g for g in shown if all(e.id in bodies for e in g.entries)]
+        notification = group.type == "notification"
+        result: dict[str, Any] = {
+            "results": [group_json(g, bodies, notification=notification) for g in shown],
+            "next": "",
+        }
+        if not notification:
+            return result, None
+        result["unseen"] = sum(not g.is_seen for g in groups)
+        result["unread"] = sum(not g.is_read for g in groups)
+        if p.mark_seen is None and p.mark_read is None:
+            return result, None
+        for marks, seen in ((p.mark_seen, True), (p.mark_read, False)):
+            if marks is None:
+                continue
+            ids = None if marks is True else [e.id for g in groups if g.key in set(marks) for e in g.entries]
+            await store.mark(feed.key, ids, seen=seen, read=not seen)
+        return result, (p.mark_seen, p.mark_read)

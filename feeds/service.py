@@ -1,0 +1,277 @@
+"""FeedService: the engine's one entry point, used by the HTTP API and by the server's lifespan.
+
+Every write follows the same order: store the activity bodies (idempotent on foreign_id + time),
+write timeline entries into the target feed and its ``to`` targets, push to followers (see
+:mod:`feeds.fanout`), and only then hand one :class:`~feeds.notify.FeedUpdate` per affected feed to
+the notifier.  Methods take an authenticated :class:`~feeds.apps.App` and return JSON-ready values in
+Stream's shapes; invalid input raises :class:`~feeds.errors.FeedError` subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from feeds.activity import Activity, format_time, parse_time
+from feeds.apps import App
+from feeds.auth import Authenticator
+from feeds.config import DEFAULT_GROUPS, FanoutConfig, FeedGroup
+from feeds.errors import DoesNotExistError, FeedConfigError, InputError
+from feeds.fanout import Fanout
+from feeds.ids import IdGenerator, parse_id, time_to_us
+from feeds.keys import FeedRef, check_name
+from feeds.notify import FeedUpdate, Notifier
+from feeds.reads import Reader, ReadParams
+from feeds.store.base import Entry, Follow, Store
+
+log = logging.getLogger(__name__)
+MAX_TAGS = 10
+
+
+@dataclass(slots=True)
+class _Changes:
+    """Per-feed updates collected during one request, flushed to the notifier at its end."""
+
+    published_at: str
+    by_feed: dict[str, FeedUpdate] = field(default_factory=dict)
+
+    def of(self, feed: FeedRef) -> FeedUpdate:
+        update = self.by_feed.get(feed.key)
+        if update is None:
+            update = self.by_feed[feed.key] = FeedUpdate(
+                feed.app_id, feed.group, feed.user_id, self.published_at
+            )
+        return update
+
+
+class FeedService:
+    def __init__(
+        self,
+        store: Store,
+        apps: Sequence[App],
+        groups: Sequence[FeedGroup] | None = None,
+        notifier: Notifier | None = None,
+        *,
+        fanout: FanoutConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.apps = list(apps)
+        self.auth = Authenticator(self.apps)
+        self.groups = {g.name: g for g in (DEFAULT_GROUPS if groups is None else groups)}
+        self.notifier = notifier
+        self.fanout_config = fanout or FanoutConfig()
+        self.fanout = Fanout(store, self.fanout_config)
+        self.reader = Reader(self)
+        self._clock = clock
+        self._ids = IdGenerator()
+
+    async def start(self) -> None:
+        await self.store.start()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    def group(self, name: str) -> FeedGroup:
+        group = self.groups.get(name)
+        if group is None:
+            raise FeedConfigError(f"feed group {name!r} does not exist")
+        return group
+
+    def feed(self, app: App, group: str, user_id: str) -> FeedRef:
+        self.group(group)
+        return FeedRef(app.app_id, group, check_name(user_id, "user id"))
+
+    def parse_feed(self, app: App, feed_id: str) -> FeedRef:
+        ref = FeedRef.parse(app.app_id, feed_id)
+        self.group(ref.group)
+        return ref
+
+    async def _notify(self, changes: _Changes) -> None:
+        if self.notifier is None or not changes.by_feed:
+            return
+        try:
+            await self.notifier.feeds_changed(list(changes.by_feed.values()))
+        except Exception:  # the write is durable already; a failed live update must not fail it
+            log.exception("feed notifier failed")
+
+    def _changes(self) -> _Changes:
+        return _Changes(format_time(self.now_us()))
+
+    # --- activities -----------------------------------------------------------------------------
+    def _new_activity(self, data: Any) -> Activity:
+        act = Activity.from_json(data, now_us=self.now_us())
+        tags = act.extra.get("tags", [])
+        if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
+            raise InputError(f"'tags' must be a list of at most {MAX_TAGS} strings")
+        return act.with_id(self._ids.new_id(act.time_us))
+
+    async def add_activities(self, app: App, feed: FeedRef, items: Sequence[Any]) -> list[dict[str, Any]]:
+        acts = [self._new_activity(item) for item in items]
+        targets = [[feed, *(self.parse_feed(app, t) for t in act.to)] for act in acts]
+        stored = await self.store.put_activities(app.app_id, acts)
+        changes = self._changes()
+        for act, direct in zip(stored, targets, strict=True):
+            await self._fan_out(act, list(dict.fromkeys(direct)), changes)
+        await self._notify(changes)
+        return [act.to_json(origin=None) for act in stored]
+
+    async def _fan_out(self, act: Activity, direct: list[FeedRef], changes: _Changes) -> None:
+        tags = tuple(act.extra.get("tags", ()))
+        for feed in direct:
+            group = self.group(feed.group)
+            own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
+            await self.store.add_entries([feed.key], [own], group.max_length)
+            changes.of(feed).new.append(act.to_json(origin=None))
+            by_group: dict[str, list[FeedRef]] = {}
+            for follower in await self.fanout.push_targets(feed.key):
+                by_group.setdefault(follower.group, []).append(follower)
+            for name, followers in by_group.items():
+                fgroup = self.groups.get(name)
+                if fgroup is None:  # a group removed from config: its timelines are frozen
+                    continue
+                entry = Entry(act.id, feed.feed_id, act.foreign_id, fgroup.group_key(act), tags)
+                await self.store.add_entries([f.key for f in followers], [entry], fgroup.max_length)
+                body = act.to_json(origin=feed.feed_id)
+                for follower in followers:
+                    changes.of(follower).new.append(body)
+
+    async def add_to_many(self, app: App, activity: Any, feed_ids: Sequence[str]) -> None:
+        feeds = [self.parse_feed(app, f) for f in feed_ids]
+        act = self._new_activity(activity)
+        extra = [self.parse_feed(app, t) for t in act.to]
+        (stored,) = await self.store.put_activities(app.app_id, [act])
+        changes = self._changes()
+        await self._fan_out(stored, list(dict.fromkeys([*feeds, *extra])), changes)
+        await self._notify(changes)
+
+    async def remove_activity(self, app: App, feed: FeedRef, ident: str, *, by_foreign_id: bool) -> None:
+        if by_foreign_id:
+            ids = [e.id for e in await self.store.remove_foreign_id(feed.key, ident)]
+        else:
+            ids = [parse_id(ident)]
+            await self.store.remove_entries([feed.key], ids)
+        followers = await self.fanout.push_targets(feed.key)
+        await self.store.remove_entries([f.key for f in followers], ids)
+        bodies = await self.store.get_activities(app.app_id, ids)
+        changes = self._changes()
+        for ref in (feed, *followers):
+            update = changes.of(ref)
+            update.deleted.extend(str(i) for i in ids)
+            if by_foreign_id:
+                update.deleted_foreign_ids.extend(
+                    [ident, format_time(bodies[i].time_us)] for i in ids if i in bodies
+                )
+        await self._notify(changes)
+
+    async def get_activities(
+        self, app: App, *, ids: Sequence[str] = (), foreign_id_times: Sequence[tuple[str, str]] = ()
+    ) -> list[dict[str, Any]]:
+        if ids:
+            wanted = [parse_id(i) for i in ids]
+            found = await self.store.get_activities(app.app_id, wanted)
+            return [found[i].to_json() for i in wanted if i in found]
+        pairs = [(fid, time_to_us(parse_time(t))) for fid, t in foreign_id_times]
+        by_pair = await self.store.get_by_foreign_id_time(app.app_id, pairs)
+        return [by_pair[p].to_json() for p in pairs if p in by_pair]
+
+    async def _find(self, app: App, change: dict[str, Any]) -> Activity:
+        if change.get("id"):
+            found = await self.store.get_activities(app.app_id, [parse_id(str(change["id"]))])
+        elif change.get("foreign_id") and change.get("time"):
+            pair = (str(change["foreign_id"]), time_to_us(parse_time(change["time"])))
+            found = dict(enumerate((await self.store.get_by_foreign_id_time(app.app_id, [pair])).values()))
+        else:
+            raise InputError("an activity is identified by id or by foreign_id and time")
+        if not found:
+            raise DoesNotExistError(f"activity {change.get('id') or change.get('foreign_id')!r} not found")
+        return next(iter(found.values()))
+
+    async def update_activities(self, app: App, items: Sequence[Any]) -> None:
+        """Full replacement, matched by foreign_id + time as Stream requires."""
+        updated = []
+        for item in items:
+            if not isinstance(item, dict) or not item.get("foreign_id") or not item.get("time"):
+                raise InputError("an updated activity needs foreign_id and time")
+            current = await self._find(app, {"foreign_id": item["foreign_id"], "time": item["time"]})
+            updated.append(Activity.from_json(item, now_us=current.time_us).with_id(current.id))
+        await self.store.replace_activities(app.app_id, updated)
+
+    async def partial_update(self, app: App, changes: Sequence[Any]) -> list[dict[str, Any]]:
+        updated = []
+        for change in changes:
+            if not isinstance(change, dict):
+                raise InputError("each change must be an object")
+            current = await self._find(app, change)
+            set_fields, unset = change.get("set") or {}, change.get("unset") or []
+            if not isinstance(set_fields, dict) or not isinstance(unset, list):
+                raise InputError("'set' must be an object and 'unset' a list")
+            updated.append(current.patched(set_fields, [str(u) for u in unset]))
+        await self.store.replace_activities(app.app_id, updated)
+        return [a.to_json() for a in updated]
+
+    # --- follows --------------------------------------------------------------------------------
+    async def follow(self, app: App, source: FeedRef, target: FeedRef, copy_limit: int | None = None) -> None:
+        cfg = self.fanout_config
+        limit = cfg.default_copy_limit if copy_limit is None else copy_limit
+        if not 0 <= limit <= cfg.max_copy_limit:
+            raise InputError(f"activity_copy_limit must be between 0 and {cfg.max_copy_limit}")
+        await self.store.follow([Follow(source.key, target.key, self.now_us())])
+        self.fanout.forget(target.key)
+        if limit == 0:
+            return
+        entries = [e for e in await self.store.read_entries(target.key, limit=limit) if e.origin is None]
+        group = self.group(source.group)
+        bodies = (
+            await self.store.get_activities(app.app_id, [e.id for e in entries])
+            if group.type != "flat"
+            else {}
+        )
+        copies = [
+            Entry(e.id, target.feed_id, e.foreign_id, group.group_key(bodies[e.id]) if bodies else "", e.tags)
+            for e in entries
+            if group.type == "flat" or e.id in bodies
+        ]
+        await self.store.add_entries([source.key], copies, group.max_length)
+
+    async def unfollow(self, app: App, source: FeedRef, target: FeedRef, *, keep_history: bool) -> None:
+        await self.store.unfollow(source.key, target.key)
+        self.fanout.forget(target.key)
+        if not keep_history:
+            await self.store.remove_origin(source.key, target.feed_id)
+
+    async def follows(
+        self, feed: FeedRef, *, followers: bool, offset: int, limit: int, only: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        if only:
+            rows = await (self.store.followers if followers else self.store.following)(feed.key)
+            other = [FeedRef.from_key(f.source if followers else f.target).feed_id for f in rows]
+            rows = [f for f, o in zip(rows, other, strict=True) if o in set(only)][offset : offset + limit]
+        else:
+            fn = self.store.followers if followers else self.store.following
+            rows = await fn(feed.key, offset=offset, limit=limit)
+        return [
+            {
+                "feed_id": FeedRef.from_key(f.source).feed_id,
+                "target_id": FeedRef.from_key(f.target).feed_id,
+                "created_at": format_time(f.created_us),
+                "updated_at": format_time(f.created_us),
+            }
+            for f in rows
+        ]
+
+    async def read(self, app: App, feed: FeedRef, params: ReadParams) -> dict[str, Any]:
+        result, update = await self.reader.read(app, feed, params)
+        if update is not None:
+            changes = self._changes()
+            marks = changes.of(feed)
+            marks.mark_seen, marks.mark_read = update
+            await self._notify(changes)
+        return result
