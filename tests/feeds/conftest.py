@@ -112,11 +112,24 @@ class FeedServer:
     notifier: RecordingNotifier
 
 
-@pytest.fixture(scope="module")
-def feed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeedServer]:
-    """A real uvicorn serving feed_routes over a SqliteStore, pull threshold 3 followers."""
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def feed_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FeedServer]:
+    """A real uvicorn serving feed_routes over each store, pull threshold 3 followers."""
     notifier = RecordingNotifier()
-    store = SqliteStore(str(Path(tmp_path_factory.mktemp("feeds")) / "feeds.db"))
+    prefix = f"test-feeds-{uuid.uuid4().hex}:"
+    store: Store
+    if request.param == "sqlite":
+        store = SqliteStore(str(Path(tmp_path_factory.mktemp("feeds")) / "feeds.db"))
+    else:
+        store = RedisStore(REDIS_URL, prefix=prefix)
     service = FeedService(store, [APP], GROUPS, notifier, fanout=FanoutConfig(pull_threshold=3))
-    with run_server(service) as port:
-        yield FeedServer(port, APP, notifier)
+    try:
+        with run_server(service) as port:
+            yield FeedServer(port, APP, notifier)
+    finally:
+        if request.param == "redis":
+            import asyncio
+
+            asyncio.run(_drop_prefix(REDIS_URL, prefix))
