@@ -244,9 +244,9 @@ class BayeuxServer:
         requested = v.subscriptions(message)
         if requested is None:
             error = error_string(402, "subscription")
-        elif error is None and subscribing:
+        elif error is None:
             error = v.check_subscription_channels(requested, allow_service=ctx.transport == IN_PROCESS)
-            if error is None and session is not None:
+            if error is None and session is not None and subscribing:
                 room = self.settings.max_subscriptions_per_client - len(session.subscriptions)
                 if sum(1 for c in set(requested) if c not in session.subscriptions) > room:
                     self.stats.limit_rejections += 1

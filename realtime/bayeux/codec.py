@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from realtime.bayeux.errors import BadRequest
+from realtime.bayeux.errors import BadRequest, BatchTooLarge
 
 _CALLBACK_RE = re.compile(r"[a-z_$][a-z0-9_$]*(?:\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE)
 MAX_CALLBACK_LENGTH = 128
@@ -35,11 +35,11 @@ def decode_batch(data: bytes | str, max_messages: int) -> list[dict[str, Any]]:
         return [doc]
     if not isinstance(doc, list):
         raise BadRequest("a batch must be a JSON array or object")
-    if len(doc) > max_messages:
-        raise BadRequest(f"batch of {len(doc)} messages exceeds the limit of {max_messages}")
     for item in doc:
         if not isinstance(item, dict):
             raise BadRequest("every message must be a JSON object")
+    if len(doc) > max_messages:
+        raise BatchTooLarge(doc, max_messages)
     return doc
 
 

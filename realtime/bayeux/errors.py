@@ -5,6 +5,7 @@ Exception tree (one root)::
     RealtimeError
      +-- ConfigError          bad settings; raised at start-up
      +-- BadRequest           a request that is not Bayeux at all (HTTP 400 / ignored frame)
+     |    +-- BatchTooLarge   valid, but more messages than allowed
      +-- BayeuxError          a message-level failure carried back as ``code:args:message``
 
 Error strings follow Faye: ``<code>:<comma-joined args>:<message>``.
@@ -61,6 +62,15 @@ class ConfigError(RealtimeError):
 
 class BadRequest(RealtimeError):
     """Input that is not a Bayeux batch at all; transports answer HTTP 400."""
+
+
+class BatchTooLarge(BadRequest):
+    """A well-formed batch over the size limit; carries it so each message can be refused."""
+
+    def __init__(self, batch: list[dict[str, object]], limit: int) -> None:
+        self.batch = batch
+        self.error = error_string(BAD_REQUEST, str(len(batch)), f"Batch exceeds the limit of {limit} messages")
+        super().__init__(f"batch of {len(batch)} messages exceeds the limit of {limit}")
 
 
 class BayeuxError(RealtimeError):

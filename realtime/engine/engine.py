@@ -85,7 +85,7 @@ class Engine:
         if not isinstance(client_id, str):
             return None
         session = self.sessions.get(client_id)
-        if session is not None and session.is_expired(self.clock()) and session.sink is None:
+        if session is not None and session.is_expired(self.clock()) and not self.holds.is_held(client_id):
             self.destroy(session, EXPIRED)
             return None
         return session
@@ -126,8 +126,9 @@ class Engine:
             session = self.sessions.get(cid)
             if session is None or not session.is_expired(now):
                 continue
-            if self.holds.is_held(cid) or session.sink is not None:
-                # Alive through an open poll or socket: look again one ttl later.
+            if self.holds.is_held(cid):
+                # A held poll is a live client (holds are shorter than the ttl anyway).
+                # An open socket is not: like Faye, only connects keep a session alive.
                 self.ping(session)
                 continue
             self.destroy(session, EXPIRED)

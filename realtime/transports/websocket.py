@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from realtime.bayeux.codec import decode_batch, join
-from realtime.bayeux.errors import BadRequest
-from realtime.server import WEBSOCKET, BayeuxServer, Context, PendingConnect
+from realtime.bayeux.errors import BadRequest, BatchTooLarge
+from realtime.server import WEBSOCKET, BayeuxServer, Context, PendingConnect, reply_error
 from realtime.transports.sinks import QueueSink, SocketSink
 from realtime.transports.ws_protocol import SCOPE_KEY
 
@@ -80,6 +80,10 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
                 data = event.get("bytes") or b""
             try:
                 batch = decode_batch(data, settings.max_batch_messages)
+            except BatchTooLarge as exc:
+                server.stats.limit_rejections += 1
+                await reply(join([reply_error(message, exc.error) for message in exc.batch]))
+                continue
             except BadRequest as exc:
                 server.stats.bad_requests += 1
                 log.debug("ignoring a bad frame: %s", exc)
