@@ -69,7 +69,7 @@ class BatchTooLarge(BadRequest):
 
     def __init__(self, batch: list[dict[str, object]], limit: int) -> None:
         self.batch = batch
-        self.error = error_string(BAD_REQUEST, str(len(batch)), f"Batch exceeds the limit of {limit} messages")
+        self.error = error_string(BAD_REQUEST, str(len(batch)), f"Batch over the limit of {limit} messages")
         super().__init__(f"batch of {len(batch)} messages exceeds the limit of {limit}")
 
 
