@@ -98,21 +98,19 @@ class RoutingTable:
         names = list(dict.fromkeys(channels))
         if not names or not self._replicas:
             return {}
-        parent_of: list[int] = []
-        parents: dict[str, int] = {}
-        pattern_ids: list[list[int]] = []
+        # Every step over the names is a C-level map or comprehension: this loop is the hot part.
+        parent_keys = [name.rpartition("/")[0] for name in names]
+        example = dict(zip(parent_keys, names, strict=True))  # parent -> one of its channels
+        parent_id = {parent: i for i, parent in enumerate(example)}
         patterns: dict[str, int] = {}
-        for name in names:
-            parent = name.rpartition("/")[0]
-            p = parents.get(parent)
-            if p is None:
-                p = parents[parent] = len(pattern_ids)
-                pattern_ids.append([patterns.setdefault(k, len(patterns)) for k in expand(name) if k != name])
-            parent_of.append(p)
+        pattern_ids = [
+            [patterns.setdefault(k, len(patterns)) for k in expand(name) if k != name]
+            for name in example.values()
+        ]
+        parent_index = np.fromiter(map(parent_id.__getitem__, parent_keys), dtype=np.intp, count=len(names))
         # A name that is also some sibling's pattern cannot occur: names never end in * or **.
         pattern_keys = list(patterns)
         hashes = hash_keys(names + pattern_keys)
-        parent_index = np.asarray(parent_of, dtype=np.intp)
         # Flatten parent -> pattern ids for a segmented OR (every parent has >= 2 patterns).
         lengths = np.fromiter(map(len, pattern_ids), dtype=np.intp, count=len(pattern_ids))
         flat = np.fromiter((k for ids in pattern_ids for k in ids), dtype=np.intp, count=int(lengths.sum()))
