@@ -116,11 +116,14 @@ class RealtimeApp:
         if self._stopped:
             return
         self._stopped = True
-        self.server.begin_shutdown()
         try:
             await self.broker.close()
         except Exception:
             log.exception("broker close failed")
+        self.server.begin_shutdown()
+        # Let the answers to the released connects reach their sockets before closing them.
+        for _ in range(3):
+            await asyncio.sleep(0)
         self.engine.shutdown()
 
     def _is_bayeux(self, path: str) -> bool:
