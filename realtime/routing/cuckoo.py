@@ -23,12 +23,13 @@ most ``8 / 65535`` (~0.012%) at full load and proportionally less below it.
 Capacity policy
 ---------------
 ``for_capacity(c)`` and ``build(keys, c)`` choose the smallest power-of-two bucket count that
-holds ``c`` keys at ``TARGET_LOAD`` (0.9; inserts with 4-slot buckets rarely fail below ~0.95).
-Inserts typically fail only above ~0.95 load. When ``add`` raises ``FilterFull`` the owner
-rebuilds from its exact key set with ``rebuild(keys, old)``: double the buckets, generation + 1
-(after a large drop in keys, ``build(keys, generation=old.generation + 1)`` shrinks instead). The
-new generation makes every replica's next delta fail with ``GenerationMismatch``, so replicas
-reload the snapshot, which the owner must publish before its first delta of the new generation.
+holds ``c`` keys at ``TARGET_LOAD`` (0.9); with 4-slot buckets and ``MAX_KICKS`` inserts
+typically start failing only above ~0.95 load (the unit test sees ~0.98). When ``add`` raises
+``FilterFull`` the owner rebuilds from its exact key set with ``rebuild(keys, old)``: double the
+buckets, generation + 1 (after a large drop in keys, ``build(keys, generation=old.generation + 1)``
+shrinks instead). The new generation makes every replica's next delta fail with
+``GenerationMismatch``, so replicas reload the snapshot, which the owner must publish before its
+first delta of the new generation.
 
 Replication
 -----------
