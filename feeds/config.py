@@ -93,10 +93,12 @@ class FanoutConfig:
     """Hybrid fan-out knobs.
 
     ``pull_threshold``: authors with more followers than this are not pushed; their followers pull
-    them at read time.  ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
+    them at read time.  ``inactive_after_s``: followers not read for this long are not pushed either;
+    their next read backfills them.  ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
     """
 
     pull_threshold: int = 10_000
+    inactive_after_s: float = 14 * 86_400.0
     default_copy_limit: int = 300
     max_copy_limit: int = 1000
     follower_count_ttl_s: float = 30.0

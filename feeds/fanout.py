@@ -1,7 +1,14 @@
 """Hybrid fan-out.
 
-Write side: an activity added to feed F is pushed into the timelines of F's followers, unless F has
-more than ``pull_threshold`` followers; then nothing is pushed and followers pull F at read time.
+Write side: an activity added to feed F is pushed into the timelines of F's *active* followers
+(read within ``inactive_after_s``), unless F has more than ``pull_threshold`` followers; then nothing
+is pushed and followers pull F at read time.
+
+Inactive followers: every read of a feed that follows something records its last-read time (written
+at most every ``inactive_after_s / 10``).  A read that finds the feed inactive first marks it active,
+then backfills it from every followed feed with the entries newer than the moment it went inactive
+(less a minute of grace), then reads as usual.  Marking before pulling closes the race with a
+concurrent post: either the post sees the feed active and pushes, or it was stored before the pull.
 
 Read side: a timeline read takes ``offset + limit`` entries from the feed itself, then from every
 pulled feed it follows, and heap-merges them newest first (duplicates, e.g. entries pushed before an
@@ -23,18 +30,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from feeds.config import FanoutConfig
+from feeds.ids import LOW_BITS
 from feeds.keys import FeedRef
 from feeds.store.base import Bounds, Entry, Store
 
 
 class Fanout:
     def __init__(
-        self, store: Store, config: FanoutConfig, *, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Store,
+        config: FanoutConfig,
+        *,
+        now_us: Callable[[], int],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._config = config
+        self._now_us = now_us
         self._clock = clock
         self._counts: dict[str, tuple[int, float]] = {}
+        self._inactive_us = int(config.inactive_after_s * 1_000_000)
 
     async def follower_count(self, feed_key: str) -> int:
         now = self._clock()
@@ -55,23 +70,48 @@ class Fanout:
         return await self.follower_count(feed_key) > self._config.pull_threshold
 
     async def push_targets(self, feed_key: str) -> list[FeedRef]:
-        """Followers whose timelines get this feed's new activities now (none for a pulled feed)."""
+        """Followers whose timelines get this feed's new activities now: the active ones, or none for
+        a pulled feed."""
         if await self.is_pulled(feed_key):
             return []
+        since = self._now_us() - self._inactive_us
+        return [FeedRef.from_key(k) for k in await self._store.active_followers(feed_key, since)]
+
+    async def all_followers(self, feed_key: str) -> list[FeedRef]:
+        """Every follower (removals must reach entries pushed while a follower was active)."""
         return [FeedRef.from_key(f.source) for f in await self._store.followers(feed_key)]
+
+    async def mark_active(self, feed_key: str) -> None:
+        await self._store.set_last_read(feed_key, self._now_us())
+
+    async def _refresh(self, feed: FeedRef, targets: list[str], cap: int) -> None:
+        now = self._now_us()
+        last = await self._store.last_read(feed.key)
+        if last is not None and now - last < self._inactive_us // 10:
+            return
+        await self._store.set_last_read(feed.key, now)
+        if last is not None and now - last <= self._inactive_us:
+            return  # it was active: pushes reached it
+        cutoff_us = 0 if last is None else max(0, last + self._inactive_us - 60_000_000)
+        lower = Bounds(gte=(cutoff_us // 1000) << LOW_BITS)
+        for target in targets:
+            missed = await self._pull(target, self._config.default_copy_limit, lower, None)
+            if missed:
+                await self._store.add_entries([feed.key], missed, cap)
 
     async def read(
         self, feed: FeedRef, *, need: int, bounds: Bounds, tag: str | None, cap: int
     ) -> list[Entry]:
         """The newest ``need`` entries of ``feed``'s merged timeline within ``bounds``."""
-        own = await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
         followings = await self._store.following(feed.key)
         if not followings:
-            return own
+            return await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
+        pulled = [f.target for f in followings if await self.is_pulled(f.target)]
+        await self._refresh(feed, [f.target for f in followings if f.target not in pulled], cap)
+        own = await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
         lists: list[Sequence[Entry]] = [own]
         floor = own[-1].id if len(own) == need else None
         pulled_bounds = bounds if floor is None else _raise_lower(bounds, floor + 1)
-        pulled = [f.target for f in followings if await self.is_pulled(f.target)]
         for target in pulled:
             lists.append(await self._pull(target, need, pulled_bounds, tag))
         if len(own) < need and own and await self._at_cap(feed.key, cap):

@@ -64,7 +64,7 @@ class FeedService:
         self.groups = {g.name: g for g in (DEFAULT_GROUPS if groups is None else groups)}
         self.notifier = notifier
         self.fanout_config = fanout or FanoutConfig()
-        self.fanout = Fanout(store, self.fanout_config)
+        self.fanout = Fanout(store, self.fanout_config, now_us=self.now_us)
         self.reader = Reader(self)
         self._clock = clock
         self._ids = IdGenerator()
@@ -158,7 +158,7 @@ class FeedService:
         else:
             ids = [parse_id(ident)]
             await self.store.remove_entries([feed.key], ids)
-        followers = await self.fanout.push_targets(feed.key)
+        followers = await self.fanout.all_followers(feed.key)
         await self.store.remove_entries([f.key for f in followers], ids)
         bodies = await self.store.get_activities(app.app_id, ids)
         changes = self._changes()
@@ -224,6 +224,7 @@ class FeedService:
         if not 0 <= limit <= cfg.max_copy_limit:
             raise InputError(f"activity_copy_limit must be between 0 and {cfg.max_copy_limit}")
         await self.store.follow([Follow(source.key, target.key, self.now_us())])
+        await self.fanout.mark_active(source.key)  # a follow is activity: push to it from now on
         self.fanout.forget(target.key)
         if limit == 0:
             return

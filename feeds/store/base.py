@@ -18,6 +18,8 @@ Guarantees every implementation gives:
   feeds at once (the fan-out primitive), ignores entries already present, and trims each feed to
   ``cap`` newest entries.
 * **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
+* **Activity of feeds.**  A feed's last-read time is kept so fan-out can skip inactive followers;
+  :meth:`active_followers` lists the followers read at or after a time.
 * **Durability.**  A write coroutine returns only once the write is durable to the level the store's
   documented setting promises; a read issued after that sees it.
 """
@@ -127,3 +129,12 @@ class Store(Protocol):
     async def following(self, source: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]: ...
 
     async def follower_count(self, target: str) -> int: ...
+
+    # --- feed activity --------------------------------------------------------------------------
+    async def set_last_read(self, feed: str, us: int) -> None: ...
+
+    async def last_read(self, feed: str) -> int | None: ...
+
+    async def active_followers(self, target: str, since_us: int) -> list[str]:
+        """Keys of the feeds following ``target`` whose last read is at or after ``since_us``."""
+        ...

@@ -7,6 +7,7 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
   order is id order and a cursor read is one ``ZREVRANGEBYLEX``;  ``e:<feed>`` hash member -> the
   entry's denormalised columns (JSON).
 * ``fr:<target>`` / ``fo:<source>`` sorted sets of followers / followings scored by follow time.
+* ``lr`` hash feed -> last read time (us).
 
 Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
 check with its write.  Removal by foreign_id or origin, and tag filters, scan the (capped) timeline's
@@ -251,3 +252,20 @@ class RedisStore:
 
     async def follower_count(self, target: str) -> int:
         return int(await self.r.zcard(self._k("fr", target)))
+
+    # --- feed activity --------------------------------------------------------------------------
+    async def set_last_read(self, feed: str, us: int) -> None:
+        await self.r.hset(f"{self._p}lr", feed, us)
+
+    async def last_read(self, feed: str) -> int | None:
+        value = await self.r.hget(f"{self._p}lr", feed)
+        return None if value is None else int(value)
+
+    async def active_followers(self, target: str, since_us: int) -> list[str]:
+        sources = [m.decode() for m in await self.r.zrange(self._k("fr", target), 0, -1)]
+        active: list[str] = []
+        for start in range(0, len(sources), 1000):
+            chunk = sources[start : start + 1000]
+            stamps = await self.r.hmget(f"{self._p}lr", chunk)
+            active += [s for s, t in zip(chunk, stamps, strict=True) if t is not None and int(t) >= since_us]
+        return active

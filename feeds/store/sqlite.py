@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS follows(
   PRIMARY KEY(source, target)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS follows_target ON follows(target, created_us);
 CREATE INDEX IF NOT EXISTS follows_source ON follows(source, created_us);
+CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
 """
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
 
@@ -342,6 +343,29 @@ class SqliteStore:
 
     async def follower_count(self, target: str) -> int:
         return int(self._read("SELECT count(*) FROM follows WHERE target=?", (target,))[0][0])
+
+    # --- feed activity --------------------------------------------------------------------------
+    async def set_last_read(self, feed: str, us: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO feed_state(feed, last_read_us) VALUES (?, ?) "
+                "ON CONFLICT(feed) DO UPDATE SET last_read_us=excluded.last_read_us",
+                (feed, us),
+            )
+
+        await self._write(op)
+
+    async def last_read(self, feed: str) -> int | None:
+        rows = self._read("SELECT last_read_us FROM feed_state WHERE feed=?", (feed,))
+        return int(rows[0][0]) if rows else None
+
+    async def active_followers(self, target: str, since_us: int) -> list[str]:
+        rows = self._read(
+            "SELECT f.source FROM follows f JOIN feed_state s ON s.feed = f.source "
+            "WHERE f.target=? AND s.last_read_us >= ?",
+            (target, since_us),
+        )
+        return [r[0] for r in rows]
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

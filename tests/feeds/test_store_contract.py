@@ -122,3 +122,15 @@ async def test_concurrent_writes_all_land(store: Store) -> None:
     await asyncio.gather(*(store.add_entries([f"f:{i % 3}"], [Entry(i)], cap=1000) for i in range(1, 61)))
     counts = [len(await store.read_entries(f"f:{k}", limit=100)) for k in range(3)]
     assert counts == [20, 20, 20]
+
+
+async def test_last_read_and_active_followers(store: Store) -> None:
+    assert await store.last_read("t:1") is None
+    await store.follow([Follow("t:1", "u:1", 1), Follow("t:2", "u:1", 2), Follow("t:3", "u:1", 3)])
+    await store.set_last_read("t:1", 100)
+    await store.set_last_read("t:2", 50)
+    await store.set_last_read("t:2", 300)
+    assert await store.last_read("t:2") == 300
+    assert sorted(await store.active_followers("u:1", 100)) == ["t:1", "t:2"]
+    assert await store.active_followers("u:1", 101) == ["t:2"]
+    assert await store.active_followers("u:2", 0) == []
