@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -16,11 +17,16 @@ from .conftest import Server, start_server
 
 MAX_BYTES = 64 * 1024
 MAX_BATCH = 10
+MAX_QUEUE = 20
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"REALTIME_MAX_MESSAGE_BYTES": str(MAX_BYTES), "REALTIME_MAX_BATCH_MESSAGES": str(MAX_BATCH)}
+    env = {
+        "REALTIME_MAX_MESSAGE_BYTES": str(MAX_BYTES),
+        "REALTIME_MAX_BATCH_MESSAGES": str(MAX_BATCH),
+        "REALTIME_MAX_QUEUE_MESSAGES": str(MAX_QUEUE),
+    }
     srv = start_server(tmp_path_factory.mktemp("limited"), 3.0, env=env)
     yield srv
     srv.stop()
@@ -105,3 +111,32 @@ async def test_big_websocket_batch_is_refused(lwire: Wire, limited: Server) -> N
             assert closed.rcvd is not None and closed.rcvd.code in (1008, 1009), closed
     await lwire.publish(channel, "fence")
     assert [m["data"] for m in await lwire.drain(client_id, 1)] == ["fence"]
+
+
+def overflow_count(metrics_text: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if "overflow" in family.name
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    )
+
+
+async def test_queue_overflow_ends_the_session_and_is_counted(lwire: Wire, limited: Server) -> None:
+    before = overflow_count((await lwire.client.get(f"{limited.base_url}/metrics")).text)
+    channel = fresh_channel()
+    slow = await lwire.session(channel)
+    for n in range(MAX_QUEUE + 3):  # nobody is polling for `slow`, so its queue fills up
+        assert (await lwire.publish(channel, n))["successful"] is True
+    [reply, *delivered] = await lwire.connect(slow, 0)
+    assert delivered == [] and reply["successful"] is False, reply
+    assert reply["advice"] == {"reconnect": "handshake"}
+    assert reply["error"].startswith("401:")
+    after = overflow_count((await lwire.client.get(f"{limited.base_url}/metrics")).text)
+    assert after >= before + 1
+    # A client that keeps up is not affected.
+    keeping_up = await lwire.session(channel)
+    for n in range(MAX_QUEUE - 1):
+        await lwire.publish(channel, n)
+    assert [m["data"] for m in await lwire.drain(keeping_up, MAX_QUEUE - 1)] == list(range(MAX_QUEUE - 1))
