@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtime.broker.base import Broker, DeliverCallback
+from realtime.broker.base import Broker, DeliverCallback, NodeUnavailable, ServeCallback
 from realtime.broker.memory import MemoryBroker, MemoryHub
 
-__all__ = ["Broker", "DeliverCallback", "MemoryBroker", "MemoryHub"]
+__all__ = ["Broker", "DeliverCallback", "MemoryBroker", "MemoryHub", "NodeUnavailable", "ServeCallback"]

@@ -19,6 +19,13 @@ Guarantees a broker gives:
   bytes exactly as published.
 * ``close()`` withdraws this node from routing *before* it returns, so that no other
   node sends it anything afterwards.
+* ``forward(node_id, payload)`` is request/response: the payload reaches the named
+  node's ``serve`` callback and its answer comes back, or ``NodeUnavailable`` is
+  raised (node unknown, dead, or no answer within ``timeout_s``). It carries HTTP
+  long-polling batches to the node that owns the session (clientIds name their node),
+  so long-polling needs no sticky load balancing.
+* ``is_live(node_id)`` says whether a node is currently part of the cluster (its
+  heartbeat has not expired).
 
 The payload format is the engine's business (see ``realtime.engine.envelope``); the
 broker treats it as opaque bytes.
@@ -26,10 +33,15 @@ broker treats it as opaque bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 DeliverCallback = Callable[[bytes], None]
+ServeCallback = Callable[[bytes], Awaitable[bytes]]
+
+
+class NodeUnavailable(Exception):
+    """The node a request was forwarded to is gone or did not answer in time."""
 
 
 class Broker(Protocol):
@@ -37,8 +49,9 @@ class Broker(Protocol):
 
     node_id: str
 
-    async def start(self, deliver: DeliverCallback) -> None:
-        """Join the cluster; from now on ``deliver`` receives payloads for this node."""
+    async def start(self, deliver: DeliverCallback, serve: ServeCallback | None = None) -> None:
+        """Join the cluster; from now on ``deliver`` receives payloads for this node and
+        ``serve`` answers requests forwarded to it."""
 
     def key_added(self, key: str) -> None:
         """``key`` gained its first local holder on this node."""
@@ -48,6 +61,12 @@ class Broker(Protocol):
 
     def publish(self, keys: Sequence[str], payload: bytes) -> None:
         """Send ``payload`` to every *other* node that may hold any of ``keys``."""
+
+    def is_live(self, node_id: str) -> bool:
+        """Whether ``node_id`` is a live member of the cluster (this node included)."""
+
+    async def forward(self, node_id: str, payload: bytes, timeout_s: float) -> bytes:
+        """Have ``node_id``'s ``serve`` callback answer ``payload``; see the guarantees."""
 
     async def close(self) -> None:
         """Withdraw from routing, then release resources."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from realtime.broker.base import DeliverCallback
+from realtime.broker.base import DeliverCallback, NodeUnavailable, ServeCallback
 
 
 class MemoryHub:
@@ -27,10 +27,12 @@ class MemoryBroker:
         self.hub = hub if hub is not None else MemoryHub()
         self.keys: dict[str, None] = {}
         self._deliver: DeliverCallback | None = None
+        self._serve: ServeCallback | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def start(self, deliver: DeliverCallback) -> None:
+    async def start(self, deliver: DeliverCallback, serve: ServeCallback | None = None) -> None:
         self._deliver = deliver
+        self._serve = serve
         self._loop = asyncio.get_running_loop()
         self.hub.nodes[self.node_id] = self
 
@@ -49,6 +51,18 @@ class MemoryBroker:
                 # Deliver on the next tick, as a network broker would: never re-enter
                 # the publisher's fan-out loop.
                 node._loop.call_soon(node._deliver, payload)
+
+    def is_live(self, node_id: str) -> bool:
+        return node_id in self.hub.nodes
+
+    async def forward(self, node_id: str, payload: bytes, timeout_s: float) -> bytes:
+        node = self.hub.nodes.get(node_id)
+        if node is None or node._serve is None:
+            raise NodeUnavailable(node_id)
+        try:
+            return await asyncio.wait_for(node._serve(payload), timeout_s)
+        except TimeoutError as exc:
+            raise NodeUnavailable(node_id) from exc
 
     async def close(self) -> None:
         self.hub.nodes.pop(self.node_id, None)
