@@ -40,17 +40,19 @@ function serverCpuSeconds(rootPid) {
   return ticks / CLK_TCK;
 }
 
-/** Busy CPU-seconds of one core, all processes (to see what else ran on the server's core). */
-function coreBusySeconds(core) {
-  if (core === null || core === undefined) return 0;
+/**
+ * CPU-seconds one core spent on tasks (user + nice + system), on interrupts (irq + softirq: on
+ * loopback that is mostly the TCP stack, charged to no process) and stolen by the hypervisor.
+ */
+function coreTimes(core) {
+  if (core === null || core === undefined) return { task: 0, irq: 0, steal: 0 };
   const line = fs
     .readFileSync('/proc/stat', 'latin1')
     .split('\n')
     .find((l) => l.startsWith(`cpu${core} `));
-  if (!line) return 0;
+  if (!line) return { task: 0, irq: 0, steal: 0 };
   const f = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal: everything but idle and iowait
-  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / CLK_TCK;
+  return { task: (f[0] + f[1] + f[2]) / CLK_TCK, irq: (f[5] + f[6]) / CLK_TCK, steal: (f[7] || 0) / CLK_TCK };
 }
 
 function serverRssKb(rootPid) {
@@ -82,7 +84,7 @@ class Window {
   }
   start() {
     this.t0 = nowUs();
-    this.core0 = coreBusySeconds(this.serverCore);
+    this.core0 = coreTimes(this.serverCore);
     this.cpu0 = serverCpuSeconds(this.serverPid);
     this.gen0 = process.cpuUsage();
     return this;
@@ -93,15 +95,19 @@ class Window {
     this.wall_s = wall;
     this.server_cpu_s = serverCpuSeconds(this.serverPid) - this.cpu0;
     this.gen_cpu_s = (gen.user + gen.system) / 1e6;
-    const coreBusy = coreBusySeconds(this.serverCore) - this.core0;
+    const core = coreTimes(this.serverCore);
+    const pinned = this.serverCore !== null;
     return {
       wall_s: round(wall, 3),
       server_cpu_s: round(this.server_cpu_s, 3),
       server_cpu_share: round(this.server_cpu_s / wall, 3),
       gen_cpu_share: round(this.gen_cpu_s / wall, 3),
-      // Other processes (and interrupts) on the server's core during the window; the machine is shared.
-      server_core_other_share:
-        this.serverCore === null ? null : round(Math.max(0, coreBusy - this.server_cpu_s) / wall, 3),
+      // What else the server's core did in the window: the machine may be shared.
+      server_core_other_share: pinned
+        ? round(Math.max(0, core.task - this.core0.task - this.server_cpu_s) / wall, 3)
+        : null,
+      server_core_steal_share: pinned ? round((core.steal - this.core0.steal) / wall, 3) : null,
+      server_core_irq_share: pinned ? round((core.irq - this.core0.irq) / wall, 3) : null,
     };
   }
 }

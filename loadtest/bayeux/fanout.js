@@ -115,6 +115,7 @@ async function saturation(o) {
         server_cpu_share: w.server_cpu_share,
         gen_cpu_share: w.gen_cpu_share,
         server_core_other_share: w.server_core_other_share,
+        server_core_irq_share: w.server_core_irq_share,
         published,
       };
       steps.push(step);
