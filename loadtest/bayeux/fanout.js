@@ -91,6 +91,16 @@ async function fixed(o) {
   }
 }
 
+/** Who ran out of CPU at the top step: the server's core (shared or not) or the generator. */
+function limitedBy(step) {
+  if (step.gen_cpu_share >= 0.9) return 'generator';
+  if (step.server_cpu_share >= 0.9) return 'server';
+  if (step.server_cpu_share + step.server_core_other_share + step.server_core_irq_share >= 0.9) {
+    return 'server core shared with other processes';
+  }
+  return 'unclear';
+}
+
 async function saturation(o) {
   const receiver = new Receiver(0);
   const peers = await setup(o, receiver);
@@ -136,6 +146,7 @@ async function saturation(o) {
       server_cpu_share: best.server_cpu_share,
       gen_cpu_share: best.gen_cpu_share,
       server_core_other_share: best.server_core_other_share,
+      limited_by: limitedBy(best),
       steps,
     };
   } finally {
