@@ -31,6 +31,7 @@ from realtime.metrics import Stats, StatsCollector
 from realtime.server import BayeuxServer
 from realtime.settings import Settings
 from realtime.transports.eventsource import serve_eventsource, wants_eventsource
+from realtime.transports.forwarding import serve_forwarded
 from realtime.transports.http import serve_http
 from realtime.transports.websocket import serve_websocket
 
@@ -101,7 +102,7 @@ class RealtimeApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.broker.start(self.engine.deliver_remote)
+        await self.broker.start(self.engine.deliver_remote, self._serve_forwarded)
         self._tasks.append(asyncio.create_task(self.engine.run_sweeper(self.settings.sweep_interval_s)))
         log.info("node %s serving Bayeux at %s", self.node_id, self._mount)
         try:
@@ -110,6 +111,9 @@ class RealtimeApp:
             await self.stop()
             for task in self._tasks:
                 task.cancel()
+
+    async def _serve_forwarded(self, payload: bytes) -> bytes:
+        return await serve_forwarded(self.server, payload)
 
     async def stop(self) -> None:
         """Leave routing, answer held connects, close every client. Idempotent."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -20,6 +21,7 @@ from realtime.bayeux.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 ENV_PREFIX = "REALTIME_"
+_NODE_ID_RE = re.compile(r"[a-z0-9]{1,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,5 +149,7 @@ def validate(s: Settings) -> None:
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    if s.node_id and not _NODE_ID_RE.fullmatch(s.node_id):
+        raise ConfigError(f"node_id must be 1-32 of [a-z0-9]: {s.node_id!r}")
     if s.routing not in ("filter", "broadcast"):
         raise ConfigError("routing must be 'filter' or 'broadcast'")

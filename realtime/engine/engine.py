@@ -37,14 +37,21 @@ SHUTDOWN = "shutdown"
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def new_client_id() -> str:
-    """160 CSPRNG bits in base 36, 31 chars, ``[0-9a-z]`` (URL-safe, as Faye's)."""
+def new_client_id(node_id: str) -> str:
+    """``<node>-<160 CSPRNG bits in base 36>``: URL-safe, and names the owning node.
+
+    Node ids are ``[a-z0-9]`` (settings check it), so the last ``-`` splits the two.
+    """
     n = secrets.randbits(160)
     out = []
     while n:
         n, r = divmod(n, 36)
         out.append(_ALPHABET[r])
-    return "".join(reversed(out)).rjust(31, "0")
+    return node_id + "-" + "".join(reversed(out)).rjust(31, "0")
+
+
+def owner_of(client_id: str) -> str:
+    return client_id.rpartition("-")[0]
 
 
 class Engine:
@@ -59,6 +66,7 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.broker = broker
+        self.node_id = broker.node_id
         self.stats = stats
         self.ttl = session_ttl_s
         self.max_queue = max_queue
@@ -76,7 +84,7 @@ class Engine:
         if len(self.sessions) >= self.max_sessions:
             return None
         now = self.clock()
-        session = Session(new_client_id(), self.max_queue, now, self.ttl)
+        session = Session(new_client_id(self.node_id), self.max_queue, now, self.ttl)
         self.sessions[session.client_id] = session
         heapq.heappush(self._expiry, (session.expires_at, session.client_id))
         return session

@@ -17,6 +17,7 @@ from realtime.bayeux.codec import decode_batch, form_message, is_valid_callback,
 from realtime.bayeux.errors import BadRequest
 from realtime.server import BayeuxServer, Context, PendingConnect
 from realtime.transports.cors import cors_headers, preflight_headers
+from realtime.transports.forwarding import forward_batch, give_back, remote_owner
 
 Scope = dict[str, Any]
 Header = tuple[bytes, bytes]
@@ -112,6 +113,14 @@ async def serve_http(scope: Scope, receive: Any, send: Any, server: BayeuxServer
     ctx = Context(transport, remote=client[0] if client else None, headers=headers)
     server.stats.opened(transport)
     try:
+        owner = remote_owner(server, batch)
+        if owner is not None:
+            relayed = await _forwarded(server, owner, transport, batch, receive)
+            if relayed is _CLIENT_GONE:
+                return
+            if relayed is not None:
+                await _answer(send, callback, relayed, cors)
+                return
         result = await server.process(batch, ctx)
         parts = result.replies
         pending = result.pending
@@ -123,14 +132,39 @@ async def serve_http(scope: Scope, receive: Any, send: Any, server: BayeuxServer
             session = pending.session
             if not session.closed and session.sink is None:
                 parts.extend(session.drain())
-        payload = join(parts)
-        if callback is not None:
-            extra = [(b"content-disposition", b"attachment; filename=f.txt"), *cors]
-            await respond(send, 200, jsonp_body(callback, payload), JS_TYPE, extra)
-        else:
-            await respond(send, 200, payload, JSON_TYPE, cors)
+        await _answer(send, callback, join(parts), cors)
     finally:
         server.stats.closed(transport)
+
+
+async def _answer(send: Any, callback: str | None, payload: bytes, cors: Headers) -> None:
+    if callback is not None:
+        extra = [(b"content-disposition", b"attachment; filename=f.txt"), *cors]
+        await respond(send, 200, jsonp_body(callback, payload), JS_TYPE, extra)
+    else:
+        await respond(send, 200, payload, JSON_TYPE, cors)
+
+
+_CLIENT_GONE = b""
+
+
+async def _forwarded(
+    server: BayeuxServer, owner: str, transport: str, batch: list[Any], receive: Any
+) -> bytes | None:
+    """The owner's answer; None if the owner could not be reached (answer locally);
+    ``_CLIENT_GONE`` if the client left meanwhile (its messages went back to the owner)."""
+    task = asyncio.ensure_future(forward_batch(server, owner, transport, batch))
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone = watcher.done()
+        watcher.cancel()
+    body = await task
+    if body is not None and gone:
+        await give_back(server, owner, body)
+        return _CLIENT_GONE
+    return body
 
 
 async def _wait(pending: PendingConnect, receive: Any, server: BayeuxServer) -> bool:

@@ -44,7 +44,8 @@ async def test_first_connect_is_answered_at_once_and_later_ones_are_held(node: N
         {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"]}
     )
     cid = reply[0]["clientId"]
-    assert len(cid) == 31 and cid.isalnum()
+    node_part, _, random_part = cid.rpartition("-")
+    assert node_part == "n1" and len(random_part) == 31 and random_part.isalnum()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await node.send(connect(cid))
