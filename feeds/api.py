@@ -177,6 +177,13 @@ class _Api:
         await self.svc.add_to_many(app, data.get("activity"), [str(f) for f in data["feeds"]])
         return {}
 
+    async def to_targets(self, request: Request) -> dict[str, Any]:
+        app, feed = self._feed(request, "feed_targets", "write")
+        data = await _body(request)
+        if not isinstance(data, dict):
+            raise InputError("expected an object with foreign_id, time and targets")
+        return await self.svc.update_to_targets(app, feed, data)
+
     async def get_activities(self, request: Request) -> dict[str, Any]:
         app = self._auth(request, "activities", "read")
         q = request.query_params
@@ -245,6 +252,7 @@ def feed_routes(service: FeedService) -> list[BaseRoute]:
         (f"{feed}/", api.add, "POST"),
         (f"{feed}/", api.read, "GET"),
         (f"{feed}/{{activity_id}}/", api.remove, "DELETE"),
+        ("/feed_targets/{group}/{user_id}/activity_to_targets/", api.to_targets, "POST"),
         ("/follow_many/", api.follow_many, "POST"),
         ("/unfollow_many/", api.unfollow_many, "POST"),
         ("/activities/", api.get_activities, "GET"),

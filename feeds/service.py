@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from feeds.activity import Activity, format_time, parse_time
@@ -170,6 +170,44 @@ class FeedService:
                     [ident, format_time(bodies[i].time_us)] for i in ids if i in bodies
                 )
         await self._notify(changes)
+
+    async def update_to_targets(
+        self,
+        app: App,
+        feed: FeedRef,
+        change: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Stream's activity_to_targets: replace (``new_targets``) or edit (``added_targets`` /
+        ``removed_targets``) the ``to`` list of the activity (foreign_id, time) posted to ``feed``."""
+        act = await self._find(app, {"foreign_id": change.get("foreign_id"), "time": change.get("time")})
+        new, added, removed = (change.get(k) for k in ("new_targets", "added_targets", "removed_targets"))
+        for value in (new, added, removed):
+            if value is not None and not (isinstance(value, list) and all(isinstance(t, str) for t in value)):
+                raise InputError("targets must be lists of feed ids")
+        if new is not None and (added or removed):
+            raise InputError("new_targets cannot be combined with added_targets or removed_targets")
+        current = list(act.to)
+        if new is not None:
+            added = [t for t in new if t not in current]
+            removed = [t for t in current if t not in new]
+        add_refs = [self.parse_feed(app, t) for t in added or []]
+        rm_refs = [self.parse_feed(app, t) for t in removed or []]
+        kept = [t for t in current if t not in {r.feed_id for r in rm_refs}]
+        updated = replace(act, to=tuple(dict.fromkeys([*kept, *(r.feed_id for r in add_refs)])))
+        await self.store.replace_activities(app.app_id, [updated])
+        changes = self._changes()
+        await self._fan_out(updated, [r for r in add_refs if r != feed], changes)
+        for ref in rm_refs:
+            followers = await self.fanout.all_followers(ref.key)
+            await self.store.remove_entries([ref.key, *(f.key for f in followers)], [act.id])
+            for gone in (ref, *followers):
+                changes.of(gone).deleted.append(str(act.id))
+        await self._notify(changes)
+        return {
+            "activity": updated.to_json(),
+            "added": [r.feed_id for r in add_refs],
+            "removed": [r.feed_id for r in rm_refs],
+        }
 
     async def get_activities(
         self, app: App, *, ids: Sequence[str] = (), foreign_id_times: Sequence[tuple[str, str]] = ()

@@ -144,6 +144,24 @@ def test_to_targets(client: Any) -> None:
     assert groups[0]["activities"][0]["id"] == act["id"]
 
 
+def test_update_activity_to_targets(client: Any, notifier: Any) -> None:
+    author, a, b = uid(), uid(), uid()
+    user = client.feed("user", author)
+    when = datetime(2025, 6, 1, 8)
+    act = user.add_activity(
+        {"actor": author, "verb": "v", "object": "o", "foreign_id": "tt:1", "time": when, "to": [f"user:{a}"]}
+    )
+    user.update_activity_to_targets("tt:1", when, added_targets=[f"user:{b}"], removed_targets=[f"user:{a}"])
+    assert client.feed("user", a).get()["results"] == []
+    assert ids(client.feed("user", b).get()) == [act["id"]]
+    (body,) = client.get_activities(ids=[act["id"]])["results"]
+    assert body["to"] == [f"user:{b}"]
+    user.update_activity_to_targets("tt:1", when, new_targets=[f"user:{a}"])
+    assert ids(client.feed("user", a).get()) == [act["id"]]
+    assert client.feed("user", b).get()["results"] == []
+    assert [u.deleted for u in notifier.updates if u.feed_id == f"user:{b}"][-1] == [act["id"]]
+
+
 def test_update_and_partial_update(client: Any) -> None:
     feed = client.feed("user", uid())
     when = datetime(2025, 1, 2, 3, 4, 5)
