@@ -307,6 +307,9 @@ def main() -> None:
         f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
         f"({os.cpu_count()} CPUs; the machine may be shared)"
     )
+    for name, results in runs.get("saturation", {}).items():
+        limits = ", ".join(str(r.get("limited_by")) for r in results)
+        print(f"saturation, {name}: top step limited by {limits}")
     for e in errors:
         print(f"error: {e}")
     report = {
@@ -321,6 +324,9 @@ def main() -> None:
             "loadavg_before": load_before,
             "loadavg_after": load_after,
             "fd_limit": fd_limit,
+            "node": subprocess.run(["node", "--version"], capture_output=True, check=False)
+            .stdout.decode()
+            .strip(),
         },
         "pinning": {
             "server_core": SERVER_CORE,
