@@ -233,3 +233,21 @@ async def test_no_message_is_flushed_into_a_dead_long_poll(wire: Wire, server: S
     await wire.publish(channel, "kept")
     got = await wire.drain(client_id, 1, within_s=3.0)
     assert [m["data"] for m in got] == ["kept"]
+
+
+async def test_jsonp_connect_is_held_like_a_post(wire: Wire) -> None:
+    client_id = await wire.session()
+    message = {**wire.connect_message(client_id), "connectionType": "callback-polling"}
+    started = time.monotonic()
+    response = await wire.client.get(wire.url, params={"message": json.dumps([message]), "jsonp": "cb"})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    [reply] = json.loads(response.text[len("/**/cb(") : -2])
+    assert reply["successful"] is True and reply["channel"] == "/meta/connect"
+    assert wire.timeout_s - 0.3 <= elapsed <= wire.timeout_s + 1.5
+
+
+async def test_only_paths_under_the_mount_are_bayeux(wire: Wire, server: Server) -> None:
+    assert (await wire.client.post(f"{wire.url}/any/depth", json=[HANDSHAKE])).json()[0]["successful"] is True
+    for path in ("/bayeuxfoo", "/other"):
+        assert (await wire.client.post(f"{server.base_url}{path}", json=[HANDSHAKE])).status_code == 404
