@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from realtime.broker.base import Broker
 from realtime.broker.memory import MemoryBroker
+from realtime.broker.redis import RedisBroker
 from realtime.engine.engine import Engine
 from realtime.inprocess import InProcessClient
 from realtime.metrics import Stats, StatsCollector
@@ -41,7 +42,9 @@ log = logging.getLogger("realtime.app")
 def make_broker(settings: Settings, node_id: str) -> Broker:
     if settings.broker.startswith("memory:"):
         return MemoryBroker(node_id)
-    raise ValueError(f"unsupported broker URL {settings.broker!r} (this build knows memory://)")
+    if settings.broker.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
+        return RedisBroker(settings.broker, node_id, routing=settings.routing)
+    raise ValueError(f"unsupported broker URL {settings.broker!r} (memory://, redis://, redis+cluster://)")
 
 
 class RealtimeApp:
