@@ -69,13 +69,12 @@ class Fanout:
     async def is_pulled(self, feed_key: str) -> bool:
         return await self.follower_count(feed_key) > self._config.pull_threshold
 
-    async def push_targets(self, feed_key: str) -> list[FeedRef]:
-        """Followers whose timelines get this feed's new activities now: the active ones, or none for
-        a pulled feed."""
+    async def push_target_keys(self, feed_key: str) -> list[str]:
+        """Store keys of the followers whose timelines get this feed's new activities now: the active
+        ones, or none for a pulled feed."""
         if await self.is_pulled(feed_key):
             return []
-        since = self._now_us() - self._inactive_us
-        return [FeedRef.from_key(k) for k in await self._store.active_followers(feed_key, since)]
+        return await self._store.active_followers(feed_key, self._now_us() - self._inactive_us)
 
     async def all_followers(self, feed_key: str) -> list[FeedRef]:
         """Every follower (removals must reach entries pushed while a follower was active)."""

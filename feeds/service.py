@@ -125,23 +125,27 @@ class FeedService:
 
     async def _fan_out(self, act: Activity, direct: list[FeedRef], changes: _Changes) -> None:
         tags = tuple(act.extra.get("tags", ()))
+        notify = self.notifier is not None
         for feed in direct:
             group = self.group(feed.group)
             own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
             await self.store.add_entries([feed.key], [own], group.max_length)
-            changes.of(feed).new.append(act.to_json(origin=None))
-            by_group: dict[str, list[FeedRef]] = {}
-            for follower in await self.fanout.push_targets(feed.key):
-                by_group.setdefault(follower.group, []).append(follower)
-            for name, followers in by_group.items():
+            if notify:
+                changes.of(feed).new.append(act.to_json(origin=None))
+            # Hot loop over up to pull_threshold followers: plain key strings, no per-follower objects.
+            by_group: dict[str, list[str]] = {}
+            for key in await self.fanout.push_target_keys(feed.key):
+                by_group.setdefault(key[key.index("/") + 1 : key.index(":")], []).append(key)
+            for name, keys in by_group.items():
                 fgroup = self.groups.get(name)
                 if fgroup is None:  # a group removed from config: its timelines are frozen
                     continue
                 entry = Entry(act.id, feed.feed_id, act.foreign_id, fgroup.group_key(act), tags)
-                await self.store.add_entries([f.key for f in followers], [entry], fgroup.max_length)
-                body = act.to_json(origin=feed.feed_id)
-                for follower in followers:
-                    changes.of(follower).new.append(body)
+                await self.store.add_entries(keys, [entry], fgroup.max_length)
+                if notify:
+                    body = act.to_json(origin=feed.feed_id)
+                    for key in keys:
+                        changes.of(FeedRef.from_key(key)).new.append(body)
 
     async def add_to_many(self, app: App, activity: Any, feed_ids: Sequence[str]) -> None:
         feeds = [self.parse_feed(app, f) for f in feed_ids]

@@ -16,7 +16,8 @@ Guarantees every implementation gives:
   group key, tags, seen/read flags) are read newest first, i.e. by descending id, with exclusive and
   inclusive id bounds, an offset and a limit.  :meth:`add_entries` writes the same entries into many
   feeds at once (the fan-out primitive), ignores entries already present, and trims each feed to
-  ``cap`` newest entries.
+  its ``cap`` newest entries, possibly lazily: a feed may carry a few dozen extra old entries
+  between trims, but a call adding 32 or more entries always trims.
 * **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
 * **Activity of feeds.**  A feed's last-read time is kept so fan-out can skip inactive followers;
   :meth:`active_followers` lists the followers read at or after a time.

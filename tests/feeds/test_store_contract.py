@@ -69,9 +69,12 @@ async def test_entry_columns_round_trip_and_duplicates_ignored(store: Store) -> 
 
 
 async def test_cap_keeps_newest(store: Store) -> None:
-    await store.add_entries(["f:1"], [Entry(i) for i in range(1, 11)], cap=4)
-    await store.add_entries(["f:1"], [Entry(11)], cap=4)
-    assert [e.id for e in await store.read_entries("f:1", limit=100)] == [11, 10, 9, 8]
+    await store.add_entries(["f:1"], [Entry(i) for i in range(1, 41)], cap=4)
+    assert [e.id for e in await store.read_entries("f:1", limit=100)] == [40, 39, 38, 37]
+    for i in range(41, 141):
+        await store.add_entries(["f:1"], [Entry(i)], cap=4)
+    kept = [e.id for e in await store.read_entries("f:1", limit=1000)]
+    assert kept[:4] == [140, 139, 138, 137] and len(kept) <= 4 + 32 * 3  # lazy trimming slack
 
 
 async def test_removals(store: Store) -> None:
