@@ -96,8 +96,12 @@ async def test_reads_past_the_cap_pull_from_followed_feeds(
     for i in range(6):
         clock.now += 1
         posted.append(await post(svc, "a", str(i)))
-    assert len(await stored_ids(store, svc.feed(APP, "timeline", "r").key)) == 3  # capped
+    timeline = svc.feed(APP, "timeline", "r").key
+    # Trimming is lazy; drop the oldest entries as a trim to the cap of 3 would.
+    await store.remove_entries([timeline], [int(i) for i in posted[:3]])
+    assert await stored_ids(store, timeline) == posted[:2:-1]
     assert await timeline_ids(svc, "r", limit=10) == posted[::-1]
+    assert await timeline_ids(svc, "r", limit=2) == posted[:3:-1]
 
 
 async def test_follow_copies_into_aggregated_feed_with_group_keys(svc: FeedService, clock: Clock) -> None:
