@@ -23,12 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from feeds.apps import development_app, parse_app
 from realtime.broker.base import Broker
 from realtime.broker.memory import MemoryBroker
 from realtime.broker.redis import RedisBroker
 from realtime.engine.engine import Engine
 from realtime.inprocess import InProcessClient
 from realtime.metrics import Stats, StatsCollector
+from realtime.security.guard import build_guard
 from realtime.server import BayeuxServer
 from realtime.settings import Settings
 from realtime.transports.eventsource import serve_eventsource, wants_eventsource
@@ -42,7 +44,9 @@ log = logging.getLogger("realtime.app")
 def make_broker(settings: Settings, node_id: str) -> Broker:
     if settings.broker.startswith("memory:"):
         return MemoryBroker(node_id)
-    if settings.broker.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
+    if settings.broker.startswith(
+        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    ):
         return RedisBroker(settings.broker, node_id, routing=settings.routing)
     raise ValueError(f"unsupported broker URL {settings.broker!r} (memory://, redis://, redis+cluster://)")
 
@@ -57,14 +61,17 @@ class RealtimeApp:
         self.node_id = settings.node_id or secrets.token_hex(4)
         self.broker = broker if broker is not None else make_broker(settings, self.node_id)
         self.stats = Stats()
+        self.apps = [parse_app(spec) for spec in settings.apps] or [development_app()]
+        self.guard = build_guard(settings, self.stats, self.apps)
         self.engine = Engine(
             self.broker,
             self.stats,
             session_ttl_s=settings.session_expiry_s,
             max_queue=settings.max_queue_messages,
             max_sessions=settings.max_sessions,
+            routing_keys=self.guard.policy.routing_keys,
         )
-        self.server = BayeuxServer(settings, self.engine)
+        self.server = BayeuxServer(settings, self.engine, self.guard)
         self.registry = CollectorRegistry()
         self.registry.register(
             StatsCollector(
@@ -108,6 +115,14 @@ class RealtimeApp:
         await self.broker.start(self.engine.deliver_remote, self._serve_forwarded)
         self._tasks.append(asyncio.create_task(self.engine.run_sweeper(self.settings.sweep_interval_s)))
         log.info("node %s serving Bayeux at %s", self.node_id, self._mount)
+        if not self.settings.apps:
+            dev = self.apps[0]
+            log.warning(
+                "no apps configured: created a development app id=%s api_key=%s api_secret=%s",
+                dev.app_id,
+                dev.api_key,
+                dev.api_secret,
+            )
         try:
             yield
         finally:

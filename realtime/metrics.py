@@ -23,8 +23,12 @@ class Stats:
     sessions_expired: int = 0
     false_positives: int = 0
     bad_requests: int = 0
-    limit_rejections: int = 0
     connections: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
+
+    def limited(self, name: str) -> None:
+        """A request was refused by limit ``name`` (or by authentication: ``auth``)."""
+        self.limits[name] = self.limits.get(name, 0) + 1
 
     def opened(self, transport: str) -> None:
         self.connections[transport] = self.connections.get(transport, 0) + 1
@@ -42,7 +46,6 @@ _HELP = {
     "sessions_expired": "Sessions ended by expiry",
     "false_positives": "Cluster messages dropped because no local subscriber matched",
     "bad_requests": "Requests rejected as malformed (HTTP 400 or ignored frame)",
-    "limit_rejections": "Requests refused by a configured limit",
 }
 
 
@@ -63,5 +66,11 @@ class StatsCollector(Collector):
         for transport, n in sorted(self.stats.connections.items()):
             conns.add_metric([transport], n)
         yield conns
+        limits = CounterMetricFamily(
+            "realtime_limit_rejections", "Requests refused by a limit or by authentication", labels=["limit"]
+        )
+        for name, n in sorted(self.stats.limits.items()):
+            limits.add_metric([name], n)
+        yield limits
         for name, (doc, read) in self.gauges.items():
             yield GaugeMetricFamily(f"realtime_{name}", doc, value=read())

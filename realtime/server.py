@@ -24,6 +24,7 @@ import orjson
 from realtime.bayeux import messages as m
 from realtime.bayeux import validation as v
 from realtime.bayeux.advice import connect_advice, handshake_advice, hold_seconds, retry_advice
+from realtime.bayeux.channels import PRIVILEGED
 from realtime.bayeux.codec import encode
 from realtime.bayeux.errors import BAD_REQUEST, TOO_MANY, error_string
 from realtime.bayeux.messages import Message
@@ -32,6 +33,7 @@ from realtime.bayeux.session import Outcome, Session, Sink
 from realtime.engine import engine as eng
 from realtime.engine.engine import Engine
 from realtime.extensions import Events, MaybeAwaitable, run_chain
+from realtime.security.guard import Guard
 from realtime.settings import Settings
 
 log = logging.getLogger("realtime.server")
@@ -70,9 +72,10 @@ Hook = Callable[[Message, Any], MaybeAwaitable]
 
 
 class BayeuxServer:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, guard: Guard) -> None:
         self.settings = settings
         self.engine = engine
+        self.guard = guard
         self.stats = engine.stats
         self.events = Events()
         self.types = tuple(settings.connection_types)
@@ -154,7 +157,7 @@ class BayeuxServer:
             return self._handshake(message, ctx)
         if channel == m.DISCONNECT:
             return self._disconnect(message)
-        return await self._publish(message)
+        return await self._publish(message, ctx)
 
     # --- meta channels -------------------------------------------------------------
 
@@ -162,13 +165,19 @@ class BayeuxServer:
         error = v.check_handshake(message, self.types)
         session = None
         if error is None:
-            if self.closing:
+            who, error = self.guard.handshake(message, ctx.remote, ctx.transport == IN_PROCESS)
+            if error is None and self.closing:
                 error = error_string(500, "", "Server shutting down")
-            else:
+            if error is None:
                 session = self.engine.create_session()
                 if session is None:
-                    self.stats.limit_rejections += 1
+                    self.stats.limited("sessions")
                     error = error_string(TOO_MANY, "sessions", "Too many sessions")
+                else:
+                    error = self.guard.admit_session(session, ctx.remote)
+                    if error is not None:
+                        self.engine.destroy(session, eng.DISCONNECTED)
+                        session = None
         reply = m.make_reply(message, error)
         reply["version"] = m.BAYEUX_VERSION
         reply["supportedConnectionTypes"] = list(self.types)
@@ -176,6 +185,9 @@ class BayeuxServer:
             reply["advice"] = handshake_advice()
             return reply
         session.pinned = ctx.transport == IN_PROCESS
+        session.auth = who
+        if who.user_id is not None:
+            self.engine.bind_user(session, who.user_id)
         reply["clientId"] = session.client_id
         reply["advice"] = retry_advice(self.settings.timeout_s, self.settings.interval_s)
         self.stats.handshakes += 1
@@ -204,7 +216,7 @@ class BayeuxServer:
         if ctx.sink is not None:
             self.bind(session, ctx)
         elif hold_s > 0 and len(self.engine.holds) >= s.max_long_polls:
-            self.stats.limit_rejections += 1
+            self.stats.limited("long_polls")
             hold_s = 0.0
             reply["advice"]["interval"] = max(reply["advice"].get("interval", 0), 1000)
         if self.closing:
@@ -246,20 +258,36 @@ class BayeuxServer:
             error = error_string(402, "subscription")
         elif error is None:
             error = v.check_subscription_channels(requested, allow_service=ctx.transport == IN_PROCESS)
-            if error is None and session is not None and subscribing:
-                room = self.settings.max_subscriptions_per_client - len(session.subscriptions)
-                if sum(1 for c in set(requested) if c not in session.subscriptions) > room:
-                    self.stats.limit_rejections += 1
-                    error = error_string(TOO_MANY, "subscription", "Too many subscriptions")
+        keys: list[list[str]] = []
+        if error is None and session is not None and requested is not None and subscribing:
+            error = self._subscription_keys(session, requested, message, keys)
         reply = m.make_reply(message, error)
         reply["subscription"] = message.get("subscription", [])
         if error is None and session is not None and requested is not None:
-            name = "subscribe" if subscribing else "unsubscribe"
-            change = self.engine.subscribe if subscribing else self.engine.unsubscribe
-            for channel in requested:
-                if isinstance(channel, str) and change(session, channel):
-                    self.events.emit(name, session.client_id, channel)
+            if subscribing:
+                for channel, channel_keys in zip(requested, keys, strict=True):
+                    if self.engine.subscribe(session, channel, channel_keys):
+                        self.events.emit("subscribe", session.client_id, channel)
+            else:
+                for channel in requested:
+                    if self.engine.unsubscribe(session, channel):
+                        self.events.emit("unsubscribe", session.client_id, channel)
         return reply
+
+    def _subscription_keys(
+        self, session: Session, requested: list[Any], message: Message, out: list[list[str]]
+    ) -> str | None:
+        """Policy and limits for a subscribe; fills ``out`` with each channel's index keys."""
+        room = self.settings.max_subscriptions_per_client - len(session.subscriptions)
+        if sum(1 for c in set(requested) if c not in session.subscriptions) > room:
+            self.stats.limited("subscriptions_per_client")
+            return error_string(TOO_MANY, "subscription", "Too many subscriptions")
+        for channel in requested:
+            keys = self.guard.subscription_keys(session, channel, message)
+            if isinstance(keys, str):
+                return keys
+            out.append(keys)
+        return None
 
     def _disconnect(self, message: Message) -> Message:
         session = self.engine.get(message.get("clientId"))
@@ -272,22 +300,27 @@ class BayeuxServer:
         return reply
 
     def _on_destroy(self, session: Session, reason: str) -> None:
+        self.guard.session_ended(session)
         if self.events.has("unsubscribe"):
             for channel in session.subscriptions:
-                self.events.emit("unsubscribe", session.client_id, channel)
+                if not channel.startswith(PRIVILEGED):
+                    self.events.emit("unsubscribe", session.client_id, channel)
         self.events.emit("disconnect", session.client_id)
 
     # --- publishing ----------------------------------------------------------------
 
-    async def _publish(self, message: Message) -> Message:
+    async def _publish(self, message: Message, ctx: Context) -> Message:
         error = v.check_publish(message)
+        if error is None:
+            session = self.engine.get(message.get("clientId"))
+            error = self.guard.publish(message, session, ctx.remote, ctx.transport == IN_PROCESS)
         reply = m.make_reply(message, error)
         if error is not None:
             return reply
         channel: str = message["channel"]
-        out: Message | None = m.delivery(message)
+        out: Message | None = m.delivery(message, self.guard.strip)
         if self._outgoing:
-            out = await run_chain(self._outgoing, m.delivery(message), None)
+            out = await run_chain(self._outgoing, m.delivery(message, self.guard.strip), None)
         if out is not None:
             try:
                 payload = encode(out)

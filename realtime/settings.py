@@ -55,8 +55,18 @@ class Settings:
     max_subscriptions_per_client: int = 1_000
     max_sessions: int = 100_000
     max_long_polls: int = 10_000
+    # [security]
+    apps: tuple[str, ...] = ()  # "APP_ID:API_KEY:API_SECRET"; [[apps]] tables in the file also work
+    require_auth: bool = False  # refuse handshakes without a valid token
+    credential_fields: tuple[str, ...] = ("token", "signature", "api_key", "auth", "password", "authToken")
+    max_sessions_per_ip: int = 2_000
+    max_connections_per_ip: int = 2_000
+    handshakes_per_ip_per_s: float = 50.0
+    publishes_per_client_per_s: float = 200.0
+    publishes_per_ip_per_s: float = 2_000.0
     # [http]
     cors_origins: tuple[str, ...] = ("*",)
+    ws_origins: tuple[str, ...] = ("*",)
     # [broker]
     broker: str = "memory://"
     routing: str = "filter"
@@ -72,7 +82,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
-_PASSTHROUGH_SECTIONS = ("feeds", "apps", "security", "cluster")
+_PASSTHROUGH_SECTIONS = ("feeds", "channels", "cluster")
 
 
 def _cast(name: str, value: Any) -> Any:
@@ -89,14 +99,29 @@ def _cast(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot read {value!r} as {kind.__name__}") from exc
 
 
-def _flatten(doc: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _app_spec(table: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """An ``[[apps]]`` table -> ``ID:KEY:SECRET``; ``api_secret_env`` names a variable."""
+    secret = table.get("api_secret")
+    env_name = table.get("api_secret_env")
+    if env_name:
+        secret = environ.get(str(env_name))
+        if not secret:
+            raise ConfigError(f"app {table.get('app_id')!r}: environment variable {env_name} is not set")
+    if not (table.get("app_id") and table.get("api_key") and secret):
+        raise ConfigError(f"an [[apps]] entry needs app_id, api_key and api_secret(_env): {dict(table)!r}")
+    return f"{table['app_id']}:{table['api_key']}:{secret}"
+
+
+def _flatten(doc: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     flat: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in doc.items():
-        if key in _PASSTHROUGH_SECTIONS:
+        if key == "apps" and isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+            flat["apps"] = [_app_spec(v, environ) for v in value]
+        elif key in _PASSTHROUGH_SECTIONS:
             extra[key] = value
         elif isinstance(value, Mapping):
-            sub, sub_extra = _flatten(value)
+            sub, sub_extra = _flatten(value, environ)
             flat.update(sub)
             extra.update(sub_extra)
         else:
@@ -113,13 +138,13 @@ def load_settings(
     path = Path(config_file) if config_file else DEFAULT_CONFIG
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
+    environ = os.environ if env is None else env
     if path.exists():
         with path.open("rb") as fh:
-            flat, extra = _flatten(tomllib.load(fh))
+            flat, extra = _flatten(tomllib.load(fh), environ)
         values.update(flat)
     elif config_file:
         raise ConfigError(f"config file not found: {path}")
-    environ = os.environ if env is None else env
     for key, raw in environ.items():
         if key.startswith(ENV_PREFIX):
             values[key[len(ENV_PREFIX) :].lower()] = raw
@@ -151,5 +176,17 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"{name} must be positive")
     if s.node_id and not _NODE_ID_RE.fullmatch(s.node_id):
         raise ConfigError(f"node_id must be 1-32 of [a-z0-9]: {s.node_id!r}")
+    for name in (
+        "max_sessions_per_ip",
+        "max_connections_per_ip",
+        "handshakes_per_ip_per_s",
+        "publishes_per_client_per_s",
+        "publishes_per_ip_per_s",
+    ):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{name} must be 0 (no limit) or positive")
+    for spec in s.apps:
+        if len(spec.split(":", 2)) != 3 or not all(spec.split(":", 2)):
+            raise ConfigError("an app must be APP_ID:API_KEY:API_SECRET")
     if s.routing not in ("filter", "broadcast"):
         raise ConfigError("routing must be 'filter' or 'broadcast'")

@@ -22,6 +22,9 @@ META_CHANNELS = frozenset(
     {"/meta/handshake", "/meta/connect", "/meta/subscribe", "/meta/unsubscribe", "/meta/disconnect"}
 )
 MAX_CHANNEL_LENGTH = 1024
+# Prefix of index keys that only sessions allowed to read protected channels hold
+# (see realtime.security.policy); "!" cannot start a channel, so keys never clash.
+PRIVILEGED = "!"
 
 
 def is_valid_name(channel: object) -> bool:

@@ -9,6 +9,7 @@ the publisher's session.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 Message = dict[str, Any]
@@ -44,11 +45,16 @@ def make_reply(request: Message, error: str | None = None) -> Message:
     return reply
 
 
-def delivery(message: Message) -> Message:
-    """The copy of a published message that subscribers receive."""
+def delivery(message: Message, clean_ext: Callable[[Any], Any] | None = None) -> Message:
+    """The copy of a published message that subscribers receive.
+
+    ``clean_ext`` removes credentials from ``ext`` (None when nothing is left).
+    """
     out: Message = {"channel": message["channel"], "data": message["data"]}
     if "id" in message:
         out["id"] = message["id"]
     if "ext" in message:
-        out["ext"] = message["ext"]
+        ext = message["ext"] if clean_ext is None else clean_ext(message["ext"])
+        if ext is not None:
+            out["ext"] = ext
     return out

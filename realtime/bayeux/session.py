@@ -41,6 +41,7 @@ class Sink(Protocol):
 
 class Session:
     __slots__ = (
+        "auth",
         "client_id",
         "closed",
         "connected_once",
@@ -49,6 +50,7 @@ class Session:
         "on_queue",
         "pinned",
         "queue",
+        "remote",
         "sink",
         "subscriptions",
         "user_id",
@@ -67,6 +69,8 @@ class Session:
         self.closed = False
         self.pinned = False  # in-process clients never expire
         self.user_id: str | None = None
+        self.auth: object = None  # what the session proved at handshake (security.Identity)
+        self.remote: str | None = None  # peer address at handshake, for per-address limits
 
     def ping(self, now: float, ttl: float) -> None:
         self.expires_at = now + ttl

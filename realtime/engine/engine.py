@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from realtime.bayeux.channels import expand
+from realtime.bayeux.channels import PRIVILEGED, expand
 from realtime.bayeux.outbound import Outbound
 from realtime.bayeux.session import Session
 from realtime.broker.base import Broker
@@ -64,6 +64,7 @@ class Engine:
         max_queue: int,
         max_sessions: int,
         clock: Callable[[], float] = time.monotonic,
+        routing_keys: Callable[[str], list[str]] = expand,
     ) -> None:
         self.broker = broker
         self.node_id = broker.node_id
@@ -72,6 +73,8 @@ class Engine:
         self.max_queue = max_queue
         self.max_sessions = max_sessions
         self.clock = clock
+        # Which index keys a publish reaches: expand(), or the channel policy's variant.
+        self.routing_keys = routing_keys
         self.sessions: dict[str, Session] = {}
         self.index = SubscriptionIndex(broker.key_added, broker.key_removed)
         self.holds = Holds()
@@ -149,18 +152,22 @@ class Engine:
 
     # --- subscriptions --------------------------------------------------------------
 
-    def subscribe(self, session: Session, channel: str) -> bool:
+    def subscribe(self, session: Session, channel: str, keys: list[str] | None = None) -> bool:
+        """Index ``session`` under ``keys`` (default: the channel itself); False if known."""
         if channel in session.subscriptions:
             return False
-        session.subscriptions.add(channel)
-        self.index.add(channel, session)
+        for key in keys or (channel,):
+            session.subscriptions.add(key)
+            self.index.add(key, session)
         return True
 
     def unsubscribe(self, session: Session, channel: str) -> bool:
         if channel not in session.subscriptions:
             return False
-        session.subscriptions.discard(channel)
-        self.index.remove(channel, session)
+        for key in (channel, PRIVILEGED + channel):
+            if key in session.subscriptions:
+                session.subscriptions.discard(key)
+                self.index.remove(key, session)
         return True
 
     def bind_user(self, session: Session, user_id: str) -> None:
@@ -173,7 +180,7 @@ class Engine:
 
     def publish(self, channel: str, payload: bytes) -> int:
         """Deliver locally and hand to the broker for other nodes; returns local count."""
-        keys = expand(channel)
+        keys = self.routing_keys(channel)
         delivered = self.deliver_local(keys, payload)
         self.broker.publish(keys, channel.encode() + b"\n" + payload)
         return delivered
@@ -183,7 +190,7 @@ class Engine:
         if not sep:
             log.warning("dropping a malformed cluster payload (%d bytes)", len(envelope))
             return
-        keys = expand(channel.decode())
+        keys = self.routing_keys(channel.decode())
         if not self.index.has_any(keys):
             self.stats.false_positives += 1
             return

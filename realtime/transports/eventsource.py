@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from realtime.bayeux.session import Session
 from realtime.server import BayeuxServer, Context
 from realtime.transports.cors import cors_headers
 from realtime.transports.http import Scope, bad_request, header_map
@@ -40,6 +41,21 @@ async def serve_eventsource(
     if session is None:
         await bad_request(send, server, "unknown client", 400, cors)
         return
+    client = scope.get("client")
+    remote = client[0] if client else None
+    if not server.guard.connections.acquire(remote):
+        server.stats.limited("connections_per_ip")
+        await bad_request(send, server, "Too many connections", 429, cors)
+        return
+    try:
+        await _stream(scope, receive, send, server, session, cors)
+    finally:
+        server.guard.connections.release(remote)
+
+
+async def _stream(
+    scope: Scope, receive: Any, send: Any, server: BayeuxServer, session: Session, cors: Any
+) -> None:
     ended = asyncio.Event()
 
     async def write(chunk: bytes) -> None:

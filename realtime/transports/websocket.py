@@ -16,6 +16,7 @@ from typing import Any
 from realtime.bayeux.codec import decode_batch, join
 from realtime.bayeux.errors import BadRequest, BatchTooLarge
 from realtime.server import WEBSOCKET, BayeuxServer, Context, PendingConnect, reply_error
+from realtime.transports.cors import allowed
 from realtime.transports.sinks import QueueSink, SocketSink
 from realtime.transports.ws_protocol import SCOPE_KEY
 
@@ -28,6 +29,27 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
     event = await receive()
     if event["type"] != "websocket.connect":
         return
+    settings = server.settings
+    client = scope.get("client")
+    remote = client[0] if client else None
+    origin = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"origin"), None)
+    if origin is not None and not allowed(origin, settings.ws_origins):
+        server.stats.limited("origin")
+        await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+        return
+    if not server.guard.connections.acquire(remote):
+        server.stats.limited("connections_per_ip")
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    try:
+        await _serve_socket(scope, receive, send, server, remote)
+    finally:
+        server.guard.connections.release(remote)
+
+
+async def _serve_socket(
+    scope: Scope, receive: Any, send: Any, server: BayeuxServer, remote: str | None
+) -> None:
     await send({"type": "websocket.accept"})
     settings = server.settings
     loop = asyncio.get_running_loop()
@@ -54,8 +76,7 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
             closer,
         )
         spawn(writer.run())
-    client = scope.get("client")
-    ctx = Context(WEBSOCKET, remote=client[0] if client else None, sink=sink)
+    ctx = Context(WEBSOCKET, remote=remote, sink=sink)
 
     async def reply(data: bytes) -> None:
         if isinstance(sink, SocketSink):
@@ -81,7 +102,7 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
             try:
                 batch = decode_batch(data, settings.max_batch_messages)
             except BatchTooLarge as exc:
-                server.stats.limit_rejections += 1
+                server.stats.limited("batch_size")
                 await reply(join([reply_error(message, exc.error) for message in exc.batch]))
                 continue
             except BadRequest as exc:

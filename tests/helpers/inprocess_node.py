@@ -8,9 +8,11 @@ from typing import Any
 
 import orjson
 
+from feeds.apps import App
 from realtime.broker.memory import MemoryBroker, MemoryHub
 from realtime.engine.engine import Engine
 from realtime.metrics import Stats
+from realtime.security.guard import build_guard
 from realtime.server import BayeuxServer, Context
 from realtime.settings import Settings
 
@@ -67,11 +69,15 @@ def subscribe(cid: str, sub: Any, **extra: Any) -> dict[str, Any]:
     return {"channel": "/meta/subscribe", "clientId": cid, "subscription": sub, **extra}
 
 
-def make_node(hub: MemoryHub | None = None, name: str = "n1", **overrides: Any) -> Node:
+def make_node(
+    hub: MemoryHub | None = None, name: str = "n1", apps: list[App] | None = None, **overrides: Any
+) -> Node:
     settings = Settings(timeout_s=1.0, **overrides)
     clock = Clock()
     stats = Stats()
     broker = MemoryBroker(name, hub)
+    guard = build_guard(settings, stats, apps or [])
+    guard.clock = clock
     engine = Engine(
         broker,
         stats,
@@ -79,8 +85,9 @@ def make_node(hub: MemoryHub | None = None, name: str = "n1", **overrides: Any) 
         max_queue=settings.max_queue_messages,
         max_sessions=settings.max_sessions,
         clock=clock,
+        routing_keys=guard.policy.routing_keys,
     )
-    server = BayeuxServer(settings, engine)
+    server = BayeuxServer(settings, engine, guard)
     node = Node(server, engine, clock, broker, stats)
     for name_ in ("handshake", "subscribe", "unsubscribe", "publish", "disconnect"):
         server.events.on(name_, lambda *args, n=name_: node.events.append((n, *args)))

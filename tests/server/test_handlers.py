@@ -78,7 +78,7 @@ async def test_subscription_limit() -> None:
     cid = await node.handshake()
     assert (await node.send(subscribe(cid, ["/a", "/b"])))[0]["successful"]
     reply = await node.send(subscribe(cid, "/c"))
-    assert reply[0]["error"].startswith("429:") and node.stats.limit_rejections == 1
+    assert reply[0]["error"].startswith("429:") and node.stats.limits == {"subscriptions_per_client": 1}
 
 
 async def test_session_limit() -> None:
@@ -121,7 +121,7 @@ async def test_extensions(node: Node) -> None:
         def incoming(self, message: Message, ctx: Any) -> Message | None:
             if message.get("channel") == "/drop":
                 return None
-            if message.get("channel") == "/meta/subscribe" and message.get("ext", {}).get("token") != "t":
+            if message.get("channel") == "/meta/subscribe" and message.get("ext", {}).get("passphrase") != "t":
                 message["error"] = "403::Authentication required"
             return message
 
@@ -136,7 +136,7 @@ async def test_extensions(node: Node) -> None:
     cid = await node.handshake()
     refused = await node.send(subscribe(cid, "/a"))
     assert refused[0]["error"] == "403::Authentication required" and not refused[0]["successful"]
-    assert (await node.send(subscribe(cid, "/a", ext={"token": "t"})))[0]["successful"]
+    assert (await node.send(subscribe(cid, "/a", ext={"passphrase": "t"})))[0]["successful"]
     assert await node.send({"channel": "/drop", "data": 1}) == []
     await node.send({"channel": "/a", "data": 1})
     reply = await node.send(connect(cid, advice={"timeout": 0}))
