@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from realtime.bayeux.channels import expand, is_valid_name
-from realtime.broker.redis_link import RedisLink
+from realtime.broker.redis_link import RedisLink, split_url_options
 
 
 class Publisher(RedisLink):
@@ -29,15 +29,17 @@ class Publisher(RedisLink):
         self,
         redis_url: str,
         *,
-        key_prefix: str = "rt:",
+        key_prefix: str | None = None,
         routing: str = "filter",
         heartbeat_s: float = 1.0,
         ttl_s: float = 3.0,
         connect_wait_s: float = 3.0,
     ) -> None:
-        super().__init__(
-            redis_url, None, key_prefix=key_prefix, routing=routing, heartbeat_s=heartbeat_s, ttl_s=ttl_s
-        )
+        """``redis_url`` is the nodes' broker URL (its ``key_prefix`` option included, which an
+        explicit ``key_prefix`` overrides)."""
+        url, options = split_url_options(redis_url)
+        prefix = key_prefix if key_prefix is not None else options.get("key_prefix", "rt:")
+        super().__init__(url, None, key_prefix=prefix, routing=routing, heartbeat_s=heartbeat_s, ttl_s=ttl_s)
         self.connect_wait_s = connect_wait_s
         self.publishes = 0
 

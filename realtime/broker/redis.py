@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from realtime.broker.base import DeliverCallback, NodeUnavailable, ServeCallback
-from realtime.broker.redis_link import RedisLink
+from realtime.broker.redis_link import RedisLink, split_url_options
 from realtime.broker.redis_wire import (
     DELIVER,
     DELTA,
@@ -86,6 +86,24 @@ class RedisBroker(RedisLink):
         self.envelopes_received = 0
         self.bytes_received = 0
         self.filter_rebuilds = 0
+
+    @classmethod
+    def from_url(cls, url: str, node_id: str, routing: str = "filter") -> RedisBroker:
+        """A broker for a Redis URL whose query may carry broker options besides redis-py's:
+        ``key_prefix`` (default ``rt:``; deployments sharing a Redis use distinct ones),
+        ``heartbeat_s`` and ``ttl_s``. Example: ``redis://10.0.0.5:6379/0?key_prefix=chat:&ttl_s=5``."""
+        rest, mine = split_url_options(url)
+        try:
+            return cls(
+                rest,
+                node_id,
+                routing,
+                mine.get("key_prefix", "rt:"),
+                heartbeat_s=float(mine.get("heartbeat_s", 1.0)),
+                ttl_s=float(mine.get("ttl_s", 3.0)),
+            )
+        except ValueError as exc:
+            raise ValueError(f"bad broker option in {url!r}: {exc}") from exc
 
     @property
     def snapshot_loads(self) -> int:

@@ -27,6 +27,7 @@ import logging
 import random
 from collections.abc import Coroutine, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -43,6 +44,18 @@ MAX_PENDING = 200_000  # publishes queued behind a slow pipeline before new ones
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+BROKER_OPTIONS = ("key_prefix", "heartbeat_s", "ttl_s")
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, str]]:
+    """``(url for redis-py, broker options)``: our options ride in the URL's query string."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    mine = {k: v for k, v in query if k in BROKER_OPTIONS}
+    rest = urlencode([(k, v) for k, v in query if k not in BROKER_OPTIONS])
+    return urlunsplit(parts._replace(query=rest)), mine
 
 
 def is_cluster_url(url: str) -> bool:
