@@ -12,6 +12,7 @@ Usage: python3 loadtest/bench_bayeux.py [--servers faye,realtime] [--scenario fa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -82,6 +83,31 @@ METRICS = [
 ]
 
 
+# Ours guards each client IP with rate and count limits; here every connection comes from 127.0.0.1
+# and Faye has no such limits, so the comparison lifts them (0 means no limit).
+UNLIMITED_SETTINGS = (
+    "max_sessions_per_ip",
+    "max_connections_per_ip",
+    "handshakes_per_ip_per_s",
+    "publishes_per_client_per_s",
+    "publishes_per_ip_per_s",
+)
+
+
+def server_env(name: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if name != "realtime":
+        return env
+    try:
+        from realtime.settings import Settings
+    except ImportError:
+        return env
+    known = {f.name for f in dataclasses.fields(Settings)}
+    # Only settings this version knows: an unknown REALTIME_* variable stops the server.
+    env.update({f"REALTIME_{key.upper()}": "0" for key in UNLIMITED_SETTINGS if key in known})
+    return env
+
+
 def server_command(name: str, port: int) -> list[str]:
     if name == "faye":
         return ["node", str(HERE / "peers" / "faye_server.js"), str(port)]
@@ -131,7 +157,11 @@ class Server:
         self.port = port
         self.log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            pinned(SERVER_CORE, server_command(name, port)), cwd=ROOT, stdout=self.log, stderr=self.log
+            pinned(SERVER_CORE, server_command(name, port)),
+            cwd=ROOT,
+            env=server_env(name),
+            stdout=self.log,
+            stderr=self.log,
         )
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -234,6 +264,26 @@ def print_table(servers: list[str], rows: list[dict[str, Any]]) -> None:
         print(f"{r['label']:<48}{cells}{ratio_cell:>11}  {r['better']}")
 
 
+def warnings_for(result: dict[str, Any]) -> list[str]:
+    """What makes a run's numbers doubtful: refused or failed requests, lost messages, dead sessions."""
+    out = []
+    for key in ("errors", "failures"):
+        if result.get(key):
+            out.append(f"{result[key]} {key} (last: {result.get('last_error')})")
+    if result.get("delivered_fraction", 1) < 0.99:
+        out.append(f"only {result['delivered_fraction']:.1%} of expected deliveries")
+    if "alive" in result and result["alive"] < result.get("sessions", 0):
+        out.append(f"{result['sessions'] - result['alive']} sessions died")
+    if result.get("gen_cpu_share", 0) >= 0.9:
+        out.append("the generator was CPU-bound")
+    return out
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    # Unwinds through measure()'s finally (stops the server) and subprocess.run (kills the generator).
+    raise SystemExit(128 + signum)
+
+
 def git_revision() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=False)
     return done.stdout.decode().strip() or "unknown"
@@ -268,6 +318,7 @@ def main() -> None:
     options.update(json.loads(args.options))
     repeat = 1 if args.quick and "--repeat" not in sys.argv else args.repeat
 
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     ensure_node_modules()
     fd_limit = raise_fd_limit()
     sessions = int(options.get("sessions", 10000))
@@ -281,6 +332,7 @@ def main() -> None:
     ports = {name: args.port + i for i, name in enumerate(servers)}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     errors: list[str] = []
+    warnings: list[str] = []
     load_before = os.getloadavg()
     started = time.time()
     for scenario in scenarios:
@@ -298,6 +350,7 @@ def main() -> None:
                     continue
                 runs[scenario][name].append(result)
                 print(json.dumps({k: v for k, v in result.items() if k != "steps"}), flush=True)
+                warnings.extend(f"{scenario} #{rep + 1} {name}: {w}" for w in warnings_for(result))
 
     rows = summarize(servers, runs)
     print()
@@ -310,6 +363,8 @@ def main() -> None:
     for name, results in runs.get("saturation", {}).items():
         limits = ", ".join(str(r.get("limited_by")) for r in results)
         print(f"saturation, {name}: top step limited by {limits}")
+    for w in warnings:
+        print(f"warning: {w}")
     for e in errors:
         print(f"error: {e}")
     report = {
@@ -337,6 +392,7 @@ def main() -> None:
         "repeat": repeat,
         "summary": rows,
         "runs": runs,
+        "warnings": warnings,
         "errors": errors,
     }
     out = RESULTS / f"bayeux-{stamp}.json"
