@@ -117,7 +117,8 @@ async def test_server_only_publish_needs_a_server_token_and_credentials_never_le
     assert (await post(secured.url, [{"channel": "/users/42/inbox", "data": 1, "ext": user}]))[0][
         "error"
     ].startswith("403")
-    metrics = httpx.get(secured.base_url + "/metrics").text
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = (await http.get(secured.base_url + "/metrics")).text
     assert 'realtime_limit_rejections_total{limit="auth"}' in metrics
 
 
