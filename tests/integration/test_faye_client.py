@@ -71,7 +71,7 @@ def test_ext_from_a_client_extension_reaches_subscribers(
 ) -> None:
     run, _ = faye(node, server, "ext", transport)
     message = run.one("delivered")["message"]
-    assert message["ext"] == {"token": "abc", "nested": {"n": 1}}
+    assert message["ext"] == {"trace": "abc", "nested": {"n": 1}}
     assert message["data"] == {"hello": "world"}
     assert message["channel"] == "/ext/ch"
     # The publisher's session must not leak to subscribers; nothing but these keys is forwarded.

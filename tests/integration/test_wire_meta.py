@@ -16,7 +16,7 @@ async def test_handshake_reply(wire: Wire) -> None:
         "channel": "/meta/handshake",
         "version": "1.0",
         "id": "x1",
-        "ext": {"token": "t"},
+        "ext": {"trace": "t"},
         "supportedConnectionTypes": ["long-polling", "websocket"],
     }
     [reply] = await wire.post([request])

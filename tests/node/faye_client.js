@@ -114,7 +114,7 @@ const scenarios = {
     const sub = makeClient('sub'), pub = makeClient('pub');
     pub.hooks.push((message, callback) => {
       if (message.channel === '/ext/ch') {
-        message.ext = { token: 'abc', nested: { n: 1 } };
+        message.ext = { trace: 'abc', nested: { n: 1 } };
         callback(message);
         return true;
       }
