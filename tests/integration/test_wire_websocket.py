@@ -176,3 +176,16 @@ async def test_socket_is_closed_when_its_session_ends(wire: Wire, server: Server
         with pytest.raises(ConnectionClosed):
             for _ in range(5):  # a pending connect reply may come first; then the close
                 await frame(ws, within_s=3.0)
+
+
+async def test_connect_for_another_client_rebinds_the_socket(wire: Wire, server: Server) -> None:
+    first_channel, second_channel = fresh_channel(), fresh_channel()
+    async with ws_connect(server.ws_url, open_timeout=5) as ws:
+        first = await ws_session(ws, first_channel)
+        await ws_session(ws, second_channel)  # its connect takes the socket over
+        await wire.publish(first_channel, "queued for first")
+        await wire.publish(second_channel, "pushed to second")
+        [push] = await frame(ws, within_s=2.0)
+        assert (push["channel"], push["data"]) == (second_channel, "pushed to second")
+    # The first session lost the socket but not its messages.
+    assert [m["data"] for m in await wire.drain(first, 1)] == ["queued for first"]
