@@ -146,6 +146,11 @@ class RedisLink:
             except (RedisError, OSError) as exc:
                 if not self.closing:
                     log.warning("Redis link lost (%s: %s); reconnecting", type(exc).__name__, exc)
+            except Exception:
+                # Cluster topology errors and the like are not RedisErrors; never let the
+                # supervisor die, or the node would stay out of the cluster for good.
+                if not self.closing:
+                    log.exception("Redis link failed; reconnecting")
             finally:
                 self.connected = False
                 self._client = None
@@ -162,6 +167,8 @@ class RedisLink:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _session(self, client: Any) -> None:
+        if self.cluster:
+            await client.initialize()  # slot map first: sharded subscribes route by it
         pubsub = client.pubsub()
         try:
             if self.cluster:
@@ -175,7 +182,10 @@ class RedisLink:
             self.connected = True
             self._first_attempt.set()
             self._wake.set()
-            await _first_failure(self._read(pubsub), self._send_loop(client), self._maintain(client))
+            # Sharded subscriptions live on one connection per shard owning a channel: read
+            # each with a blocking read of its own (polling them in turn would add latency).
+            readers = list(pubsub.node_pubsub_mapping.values()) if self.cluster else [pubsub]
+            await _first_failure(*map(self._read, readers), self._send_loop(client), self._maintain(client))
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()

@@ -9,6 +9,7 @@ routes ``key`` to ``holder`` (a no-op for the memory hub, which is exact and syn
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from realtime.broker.base import ServeCallback
 from realtime.broker.memory import MemoryBroker, MemoryHub
 from realtime.broker.redis import RedisBroker
 
-from .redis_server import RedisProcess, delete_prefix, shared_redis, unique_prefix
+from .redis_server import RedisClusterProcesses, RedisProcess, delete_prefix, shared_redis, unique_prefix
 
 HEARTBEAT_S = 0.2
 TTL_S = 0.8
@@ -44,6 +45,19 @@ def prefix(redis_url: str) -> Iterator[str]:
     p = unique_prefix()
     yield p
     delete_prefix(redis_url, p)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A three-shard Redis Cluster of the test session's own (sharded pub/sub)."""
+    try:
+        procs = RedisClusterProcesses(3).start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"cannot start a local Redis Cluster: {exc}")
+    try:
+        yield procs.url
+    finally:
+        procs.cleanup()
 
 
 @pytest.fixture
@@ -80,6 +94,7 @@ class Cluster:
     def make(self, node_id: str) -> MemoryBroker | RedisBroker:
         if self.kind == "memory":
             return MemoryBroker(node_id, self.hub)
+        # "redis" and "redis-cluster" differ only by URL (redis+cluster:// uses sharded pub/sub)
         return RedisBroker(self.url, node_id, key_prefix=self.prefix, heartbeat_s=HEARTBEAT_S, ttl_s=TTL_S)
 
     async def node(self, node_id: str, serve: ServeCallback | None = None) -> Node:
@@ -121,14 +136,23 @@ async def eventually(
 
 async def settle(kind: str) -> None:
     """Long enough for anything in flight to arrive (both brokers deliver on a later tick)."""
-    await asyncio.sleep(0.15 if kind == "redis" else 0.01)
+    await asyncio.sleep(0.01 if kind == "memory" else 0.15)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=[pytest.mark.redis, pytest.mark.slow]),
+    ]
+)
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("prefix")
+    elif request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        prefix = unique_prefix()
     else:
         url, prefix = "", ""
     c = Cluster(request.param, url, prefix)

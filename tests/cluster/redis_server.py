@@ -9,6 +9,7 @@ started here is stopped by its PID.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too (ephemeral ports are too high)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 30000)
+        socks: list[socket.socket] = []
+        try:
+            for p in (port, port + 10000):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def answers(url: str) -> bool:
@@ -108,3 +129,55 @@ def delete_prefix(url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+class RedisClusterProcesses:
+    """A local Redis Cluster of ``shards`` masters (no replicas), made from the ``redis-server``
+    binary: cluster mode on, slots split with ``redis-cli --cluster create``."""
+
+    def __init__(self, shards: int = 3) -> None:
+        self.servers = [
+            RedisProcess(free_cluster_port(), ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            for _ in range(shards)
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.servers[0].port}/0"
+
+    def start(self) -> RedisClusterProcesses:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is needed to form a local Redis Cluster")
+        for server in self.servers:
+            server.extra += ["--cluster-config-file", str(server.dir / "nodes.conf")]
+            server.start()
+        addrs = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(
+            [cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + START_S
+        while True:
+            states = [self._info(s.port) for s in self.servers]
+            if all("cluster_state:ok" in st for st in states):
+                return self
+            if time.monotonic() > deadline:
+                self.cleanup()
+                raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _info(port: int) -> str:
+        client = redis.Redis(port=port, socket_timeout=1)
+        try:
+            info = client.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
+            return f"cluster_state:{info.get('cluster_state')}" if isinstance(info, dict) else str(info)
+        finally:
+            client.close()
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            server.cleanup()
