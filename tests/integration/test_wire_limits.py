@@ -18,6 +18,7 @@ from .conftest import Server, start_server
 MAX_BYTES = 64 * 1024
 MAX_BATCH = 10
 MAX_QUEUE = 20
+MAX_LONG_POLLS = 2
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "REALTIME_MAX_MESSAGE_BYTES": str(MAX_BYTES),
         "REALTIME_MAX_BATCH_MESSAGES": str(MAX_BATCH),
         "REALTIME_MAX_QUEUE_MESSAGES": str(MAX_QUEUE),
+        "REALTIME_MAX_LONG_POLLS": str(MAX_LONG_POLLS),
     }
     srv = start_server(tmp_path_factory.mktemp("limited"), 3.0, env=env)
     yield srv
@@ -140,3 +142,15 @@ async def test_queue_overflow_ends_the_session_and_is_counted(lwire: Wire, limit
     for n in range(MAX_QUEUE - 1):
         await lwire.publish(channel, n)
     assert [m["data"] for m in await lwire.drain(keeping_up, MAX_QUEUE - 1)] == list(range(MAX_QUEUE - 1))
+
+
+async def test_long_polls_over_the_limit_are_answered_at_once_with_a_back_off(lwire: Wire) -> None:
+    clients = [await lwire.session() for _ in range(MAX_LONG_POLLS + 1)]
+    held = [asyncio.create_task(lwire.timed_connect(c)) for c in clients[:MAX_LONG_POLLS]]
+    await asyncio.sleep(0.3)
+    elapsed, [reply] = await lwire.timed_connect(clients[-1])
+    assert elapsed < 1.0, "a connect over the limit must not be held"
+    assert reply["successful"] is True and reply["advice"]["interval"] > 0, reply
+    for task in held:  # the ones within the limit were held as usual
+        held_s, [held_reply] = await asyncio.wait_for(task, timeout=lwire.timeout_s + 3)
+        assert held_s >= lwire.timeout_s - 0.5 and held_reply["successful"] is True
