@@ -19,6 +19,7 @@ MAX_BYTES = 64 * 1024
 MAX_BATCH = 10
 MAX_QUEUE = 20
 MAX_LONG_POLLS = 2
+MAX_SOCKET_BUFFER = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "REALTIME_MAX_BATCH_MESSAGES": str(MAX_BATCH),
         "REALTIME_MAX_QUEUE_MESSAGES": str(MAX_QUEUE),
         "REALTIME_MAX_LONG_POLLS": str(MAX_LONG_POLLS),
+        "REALTIME_MAX_SOCKET_BUFFER_BYTES": str(MAX_SOCKET_BUFFER),
     }
     srv = start_server(tmp_path_factory.mktemp("limited"), 3.0, env=env)
     yield srv
@@ -154,3 +156,46 @@ async def test_long_polls_over_the_limit_are_answered_at_once_with_a_back_off(lw
     for task in held:  # the ones within the limit were held as usual
         held_s, [held_reply] = await asyncio.wait_for(task, timeout=lwire.timeout_s + 3)
         assert held_s >= lwire.timeout_s - 0.5 and held_reply["successful"] is True
+
+
+async def test_websocket_reader_that_stalls_is_cut_off(lwire: Wire, limited: Server) -> None:
+    before = overflow_count((await lwire.client.get(f"{limited.base_url}/metrics")).text)
+    channel = fresh_channel()
+    ws_url = limited.url.replace("http://", "ws://")
+    # max_queue=1: the client stops reading from TCP at once, so the server's buffer must grow.
+    async with ws_connect(ws_url, max_queue=1, max_size=None, open_timeout=5) as ws:
+        await ws.send(
+            json.dumps(
+                {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"]}
+            )
+        )
+        client_id = json.loads(await asyncio.wait_for(ws.recv(), timeout=3))[0]["clientId"]
+        for message in (
+            {"channel": "/meta/connect", "clientId": client_id, "connectionType": "websocket"},
+            {"channel": "/meta/subscribe", "clientId": client_id, "subscription": channel},
+        ):
+            await ws.send(json.dumps(message))
+            assert json.loads(await asyncio.wait_for(ws.recv(), timeout=3))[0]["successful"] is True
+        await ws.send(
+            json.dumps({"channel": "/meta/connect", "clientId": client_id, "connectionType": "websocket"})
+        )
+        chunk = "x" * (MAX_BYTES - 1024)
+        alive = True
+        for n in range(1000):  # far more than the kernel's and the server's buffers hold together
+            assert (await lwire.publish(channel, chunk))["successful"] is True
+            if n % 10 == 9:
+                probe = await lwire.subscribe(client_id, fresh_channel())
+                alive = probe["successful"]
+                if not alive:
+                    break
+        assert not alive, "a reader that never reads kept its session"
+        with pytest.raises(ConnectionClosed):
+            for _ in range(10_000):
+                await asyncio.wait_for(ws.recv(), timeout=5)
+    [reply] = await lwire.connect(client_id, 0)
+    assert reply["error"] == f"401:{client_id}:Unknown client" and reply["advice"] == {
+        "reconnect": "handshake"
+    }
+    after = overflow_count((await lwire.client.get(f"{limited.base_url}/metrics")).text)
+    assert after >= before + 1
+    assert limited.is_healthy()
