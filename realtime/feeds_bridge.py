@@ -1,0 +1,36 @@
+"""Feed changes -> Bayeux: implements ``feeds.notify.Notifier`` by publishing Stream's
+realtime message to each affected feed's channel, ``/site-<app_id>-feed-<group><id>``.
+
+Publishing goes through the engine, so a feed nobody is subscribed to costs nothing
+locally and, in a cluster, nothing on the wire (the router only sends where the
+filters say a subscriber may be). The default channel policy lets a client subscribe
+to such a channel only with a read token for that feed (``signature`` in ``ext``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from feeds.notify import FeedUpdate
+from realtime.bayeux.codec import encode
+from realtime.server import BayeuxServer
+
+log = logging.getLogger("realtime.feeds")
+
+
+def feed_channel(app_id: str, feed_together: str) -> str:
+    return f"/site-{app_id}-feed-{feed_together}"
+
+
+class BayeuxNotifier:
+    def __init__(self, server: BayeuxServer) -> None:
+        self.server = server
+
+    async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None:
+        for update in updates:
+            channel = feed_channel(update.app_id, update.feed_together)
+            try:
+                self.server.publish_encoded(channel, encode({"channel": channel, "data": update.message()}))
+            except Exception:
+                log.exception("could not publish the update of %s", update.feed_id)
