@@ -67,7 +67,7 @@ class Publisher(RedisLink):
         """Live nodes currently known (each with a loaded filter replica)."""
         return self.replicas.live(None)
 
-    def _queue(self, channel: str, data: Any, ext: Any, id: str | None) -> None:
+    def _envelope(self, channel: str, data: Any, ext: Any, id: str | None) -> bytes:
         if not is_valid_name(channel) or channel.startswith(("/meta/", "/service/")):
             raise ValueError(f"not a channel one can publish to: {channel!r}")
         message: dict[str, Any] = {"channel": channel, "data": data}
@@ -75,18 +75,22 @@ class Publisher(RedisLink):
             message["id"] = id
         if ext is not None:
             message["ext"] = ext
+        return channel.encode() + b"\n" + orjson.dumps(message)
+
+    def _queue(self, items: list[tuple[str, bytes]]) -> None:
         if not self.connected:
             raise ConnectionError("not connected to Redis")
-        self.submit(expand(channel), channel.encode() + b"\n" + orjson.dumps(message))
-        self.publishes += 1
+        for channel, envelope in items:
+            self.submit(expand(channel), envelope)
+        self.publishes += len(items)
 
     async def publish(self, channel: str, data: Any, ext: Any = None, id: str | None = None) -> None:
         """Route one message; returns once it is on the wire to Redis (``ConnectionError`` if not)."""
-        self._queue(channel, data, ext, id)
+        self._queue([(channel, self._envelope(channel, data, ext, id))])
         await self._flush_future()
 
     async def publish_many(self, messages: Iterable[tuple[str, Any]], ext: Any = None) -> None:
         """Route many messages as one batch: one Redis message per target node (a feed fan-out)."""
-        for channel, data in messages:
-            self._queue(channel, data, ext, None)
+        # Encode (and validate) everything first: a bad channel sends nothing.
+        self._queue([(channel, self._envelope(channel, data, ext, None)) for channel, data in messages])
         await self._flush_future()
