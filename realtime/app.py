@@ -47,7 +47,7 @@ def make_broker(settings: Settings, node_id: str) -> Broker:
     if settings.broker.startswith(
         ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
     ):
-        return RedisBroker(settings.broker, node_id, routing=settings.routing)
+        return RedisBroker.from_url(settings.broker, node_id, routing=settings.routing)
     raise ValueError(f"unsupported broker URL {settings.broker!r} (memory://, redis://, redis+cluster://)")
 
 
