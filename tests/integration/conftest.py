@@ -2,9 +2,10 @@
 
 ``server_factory(timeout_s=..., args=[...], env={...})`` starts ``python -m realtime serve`` on a
 free 127.0.0.1 port, waits (bounded) for ``GET /health``, and stops it by PID at teardown:
-SIGTERM, then SIGKILL if it has not exited in time. ``server`` is one shared instance per module
-with a 3 s timeout (a held connect is distinguishable from an immediate one, and nothing sleeps
-long). ``node`` runs a driver script from ``tests/node`` and parses its JSON-line output.
+SIGTERM, then SIGKILL if it has not exited in time. ``server`` is one instance shared by the
+whole run (tests that need other settings, or stop it, start their own) with a 3 s timeout, so a
+held connect is distinguishable from an immediate one and nothing sleeps long. ``node`` runs a
+driver script from ``tests/node`` and parses its JSON-line output.
 
 To check the tests themselves against another Bayeux server (Faye 1.4.3, say), set
 ``REALTIME_IT_SERVER_CMD`` to a command template with ``{port}`` and ``{timeout}`` placeholders;
@@ -156,7 +157,7 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("server"), MODULE_TIMEOUT_S)
     yield srv
