@@ -28,6 +28,7 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,7 @@ class WsClient:
         self.ws: Any = None
         self.task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+        self.closed = False
 
     async def start(self) -> None:
         self.ws = await websockets.connect(self.url, max_size=None, ping_interval=None)
@@ -76,6 +78,8 @@ class WsClient:
             )
         )
         reply = orjson.loads(await self.ws.recv())[0]
+        if not reply.get("successful"):
+            raise RuntimeError(f"handshake refused: {reply}")
         self.client_id = reply["clientId"]
         await self.ws.send(
             orjson.dumps(
@@ -101,6 +105,12 @@ class WsClient:
         await self.ws.send(orjson.dumps([{"channel": channel, "clientId": self.client_id, "data": data}]))
 
     async def _read(self) -> None:
+        try:
+            await self._read_frames()
+        except websockets.ConnectionClosed:
+            self.closed = True
+
+    async def _read_frames(self) -> None:
         async for frame in self.ws:
             for message in orjson.loads(frame):
                 channel = message.get("channel")
@@ -136,7 +146,15 @@ def false_positives(nodes: list[NodeProcess]) -> int:
 
 @contextmanager
 def cluster(url: str, routing: str, log_dir: Path) -> Iterator[list[NodeProcess]]:
-    nodes = [NodeProcess(url, f"b{i}", log_dir, "--routing", routing) for i in range(NODES)]
+    # Every client of the benchmark comes from 127.0.0.1: lift the per-IP abuse limits.
+    env = {
+        "REALTIME_HANDSHAKES_PER_IP_PER_S": "1000000",
+        "REALTIME_PUBLISHES_PER_IP_PER_S": "1000000",
+        "REALTIME_MAX_SESSIONS_PER_IP": "1000000",
+        "REALTIME_MAX_CONNECTIONS_PER_IP": "1000000",
+        "REALTIME_LOG_LEVEL": "warning",
+    }
+    nodes = [NodeProcess(url, f"b{i}", log_dir, "--routing", routing, env=env) for i in range(NODES)]
     try:
         for node in nodes:
             node.wait_ready()
@@ -306,7 +324,8 @@ async def main() -> None:
     updates = 200 if args.quick else 1000
     fanouts = 2 if args.quick else 5
     server = RedisProcess().start()
-    log_dir = Path(server.dir)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    print(f"node logs in {log_dir}", flush=True)
     results: dict[str, Any] = {"users": users, "nodes": NODES}
     try:
         rows: list[dict[str, Any]] = []

@@ -31,14 +31,18 @@ STOP_S = 10.0
 
 
 class NodeProcess:
-    def __init__(self, broker_url: str, node_id: str, log_dir: Path, *extra: str) -> None:
+    def __init__(
+        self, broker_url: str, node_id: str, log_dir: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.node_id = node_id
         self.port = free_port()
         self.log_path = log_dir / f"node-{node_id}.log"
         cmd = [sys.executable, "-m", "realtime", "serve", "--port", str(self.port)]
         cmd += ["--broker", broker_url, "--node-id", node_id, "--timeout", "5", *extra]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
 
     @property
     def url(self) -> str:
