@@ -114,8 +114,19 @@ class BayeuxServer:
                     result.replies.append(encoded)
         return result
 
+    @property
+    def finish_is_sync(self) -> bool:
+        """Whether ``finish_sync`` may be used (no outgoing extension could await)."""
+        return not self._outgoing
+
+    def finish_sync(self, pending: PendingConnect) -> bytes:
+        return encode(self._final_reply(pending))
+
     async def finish(self, pending: PendingConnect) -> bytes | None:
         """The connect reply once its hold has ended."""
+        return await self._encode(self._final_reply(pending), pending.ctx)
+
+    def _final_reply(self, pending: PendingConnect) -> Message:
         reason = pending.future.result() if pending.future.done() else eng.SHUTDOWN
         reply = pending.reply
         session = pending.session
@@ -127,7 +138,7 @@ class BayeuxServer:
             reply["advice"] = {"reconnect": "handshake", "interval": 1000}
         elif not session.closed:
             self.engine.ping(session)
-        return await self._encode(reply, pending.ctx)
+        return reply
 
     async def _encode(self, reply: Message, ctx: Context) -> bytes | None:
         if self._outgoing:
@@ -236,7 +247,7 @@ class BayeuxServer:
             old.sink = None
         ctx.bound = session
         session.sink = sink
-        if session.queue:
+        if session.queued:
             for payload in session.drain():
                 if sink.deliver(Outbound(payload)) is Outcome.OVERFLOW:
                     self.engine.destroy(session, eng.OVERFLOW)

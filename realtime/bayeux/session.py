@@ -59,7 +59,8 @@ class Session:
     def __init__(self, client_id: str, max_queue: int, now: float, ttl: float) -> None:
         self.client_id = client_id
         self.subscriptions: set[str] = set()
-        self.queue: deque[bytes] = deque()
+        # Created on first use: most sessions sit on a socket and never queue anything.
+        self.queue: deque[bytes] | None = None
         self.max_queue = max_queue
         self.sink: Sink | None = None
         # Set while a long-poll is held: called after a message is queued.
@@ -89,21 +90,33 @@ class Session:
                 return False
         return self.enqueue(out.payload)
 
+    @property
+    def queued(self) -> int:
+        return len(self.queue) if self.queue is not None else 0
+
     def enqueue(self, payload: bytes) -> bool:
-        if len(self.queue) >= self.max_queue:
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = deque()
+        elif len(queue) >= self.max_queue:
             return False
-        self.queue.append(payload)
+        queue.append(payload)
         if self.on_queue is not None:
             self.on_queue()
         return True
 
     def drain(self) -> list[bytes]:
+        if not self.queue:
+            return []
         items = list(self.queue)
-        self.queue.clear()
+        self.queue = None
         return items
 
     def requeue(self, payloads: Iterable[bytes]) -> None:
         """Put undelivered messages back at the front, oldest first, within the bound."""
-        room = self.max_queue - len(self.queue)
+        room = self.max_queue - self.queued
         items = list(payloads)[:room]
-        self.queue.extendleft(reversed(items))
+        if items:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.extendleft(reversed(items))

@@ -114,7 +114,7 @@ class Engine:
             self.index.remove(channel, session)
         if session.user_id is not None:
             self.index.remove("user:" + session.user_id, session)
-        session.queue.clear()
+        session.queue = None
         self.holds.release(session.client_id, reason)
         sink = session.sink
         session.sink = None

@@ -43,8 +43,8 @@ class Holds:
         loop = asyncio.get_running_loop()
         self.release(session.client_id, SUPERSEDED)
         future: asyncio.Future[str] = loop.create_future()
-        if hold_s <= 0 or session.queue:
-            future.set_result(IMMEDIATE if not session.queue else MESSAGES)
+        if hold_s <= 0 or session.queued:
+            future.set_result(MESSAGES if session.queued else IMMEDIATE)
             return future
         hold = _Hold(session, future)
         cid = session.client_id

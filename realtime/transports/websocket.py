@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from typing import Any
 
 from realtime.bayeux.codec import decode_batch, join
@@ -33,6 +34,7 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
     client = scope.get("client")
     remote = client[0] if client else None
     origin = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"origin"), None)
+    scope["headers"] = ()  # nothing reads them again; the scope lives as long as the socket
     if origin is not None and not allowed(origin, settings.ws_origins):
         server.stats.limited("origin")
         await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
@@ -90,6 +92,11 @@ async def _serve_socket(
         if encoded is not None:
             await reply(join([encoded]))
 
+    def answer_now(pending: PendingConnect, _: object) -> None:
+        if isinstance(sink, SocketSink) and not closed:
+            sink.send_batch(join([server.finish_sync(pending)]))
+
+    closed = False
     server.stats.opened(WEBSOCKET)
     try:
         while True:
@@ -113,10 +120,15 @@ async def _serve_socket(
             if result.replies:
                 await reply(join(result.replies))
             if result.pending is not None:
-                spawn(answer_later(result.pending))
+                if server.finish_is_sync:
+                    # No task per held connect: a callback answers it when the hold ends.
+                    result.pending.future.add_done_callback(partial(answer_now, result.pending))
+                else:
+                    spawn(answer_later(result.pending))
     except OSError:
         pass  # the peer went away mid-send
     finally:
+        closed = True
         server.stats.closed(WEBSOCKET)
         server.unbind(ctx)
         if writer is not None:

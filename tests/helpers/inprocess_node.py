@@ -72,7 +72,8 @@ def subscribe(cid: str, sub: Any, **extra: Any) -> dict[str, Any]:
 def make_node(
     hub: MemoryHub | None = None, name: str = "n1", apps: list[App] | None = None, **overrides: Any
 ) -> Node:
-    settings = Settings(timeout_s=1.0, **overrides)
+    specs = tuple(f"{a.app_id}:{a.api_key}:{a.api_secret}" for a in apps or [])
+    settings = Settings(timeout_s=1.0, apps=specs, **overrides)
     clock = Clock()
     stats = Stats()
     broker = MemoryBroker(name, hub)

@@ -149,3 +149,11 @@ async def test_sessions_per_ip() -> None:
     node.engine.destroy(first, "disconnected")
     again = await node.server.process([dict(hs)], Context("long-polling", remote="10.1.1.1"))
     assert b"clientId" in again.replies[0], "a closed session frees its slot"
+
+
+async def test_without_declared_apps_an_unverifiable_token_is_ignored_not_refused() -> None:
+    """Faye apps may put their own token in ext; with no apps configured it proves nothing."""
+    node = make_node()
+    reply = await handshake(node, {"token": "my-own-scheme"})
+    assert reply["successful"]
+    assert node.engine.sessions[reply["clientId"]].user_id is None
