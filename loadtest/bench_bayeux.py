@@ -229,12 +229,18 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def spread_of(runs: list[dict[str, Any]], key: str) -> list[float] | None:
+    values = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+    return [min(values), max(values)] if values else None
+
+
 def summarize(servers: list[str], runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     rows = []
     for m in METRICS:
         if m.scenario not in runs:
             continue
         medians = {s: median_of(runs[m.scenario].get(s, []), m.key) for s in servers}
+        spreads = {s: spread_of(runs[m.scenario].get(s, []), m.key) for s in servers}
         ours, faye = medians.get("realtime"), medians.get("faye")
         ratio = ours / faye if ours is not None and faye else None
         rows.append(
@@ -244,6 +250,7 @@ def summarize(servers: list[str], runs: dict[str, dict[str, list[dict[str, Any]]
                 "label": m.label,
                 "better": m.better,
                 "medians": medians,
+                "min_max": spreads,
                 "ratio_ours_over_faye": ratio,
             }
         )

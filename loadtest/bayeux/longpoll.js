@@ -73,7 +73,12 @@ async function longpoll(o) {
     const base = { ...stats };
     const win = new Window(o.pid, o.serverCore).start();
     const published = await pace(o.publishesPerS, o.seconds, publish);
-    await sleep(Math.min(500, 1000 / o.publishesPerS));
+    // Wait for the last publishes to reach every client (bounded), so the window holds their cost.
+    const expected = base.delivered + published * o.clients;
+    for (let i = 0, last = -1; i < 100 && stats.delivered < expected && stats.delivered !== last; i++) {
+      last = stats.delivered;
+      await sleep(50);
+    }
     const w = win.stop();
     const delivered = stats.delivered - base.delivered;
     return {

@@ -48,6 +48,7 @@ class WsSession {
       });
       ws.on('close', () => {
         this.closed = true;
+        reject(new Error('socket closed before the upgrade')); // no-op once open
         this._failAll(new Error('socket closed'));
       });
       ws.on('message', (data) => this._onFrame(data.toString()));
