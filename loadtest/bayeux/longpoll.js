@@ -75,9 +75,9 @@ async function longpoll(o) {
     const published = await pace(o.publishesPerS, o.seconds, publish);
     // Wait for the last publishes to reach every client (bounded), so the window holds their cost.
     const expected = base.delivered + published * o.clients;
-    for (let i = 0, last = -1; i < 100 && stats.delivered < expected && stats.delivered !== last; i++) {
+    for (let i = 0, last = -1; i < 50 && stats.delivered < expected && stats.delivered !== last; i++) {
       last = stats.delivered;
-      await sleep(50);
+      await sleep(100);
     }
     const w = win.stop();
     const delivered = stats.delivered - base.delivered;
