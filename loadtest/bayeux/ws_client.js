@@ -89,6 +89,7 @@ class WsSession {
     let at = text.indexOf(TS_KEY);
     while (at !== -1) {
       let i = at + TS_KEY.length;
+      while (text.charCodeAt(i) === 32) i++; // a server may pretty-print `"ts": 123`
       let v = 0;
       for (let c = text.charCodeAt(i); c >= 48 && c <= 57; c = text.charCodeAt(++i)) v = v * 10 + (c - 48);
       stamps.push(v);
