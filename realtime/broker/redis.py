@@ -37,6 +37,7 @@ from realtime.broker.redis_wire import (
     DELTA,
     JOIN,
     LEAVE,
+    PATCH_SCRIPT,
     REPLY,
     REPLY_FAILED,
     REPLY_OK,
@@ -45,6 +46,7 @@ from realtime.broker.redis_wire import (
     control,
     parse_reply,
     parse_request,
+    patch_snapshot,
     reply,
     request,
     unpack_envelopes,
@@ -86,6 +88,8 @@ class RedisBroker(RedisLink):
         self.envelopes_received = 0
         self.bytes_received = 0
         self.filter_rebuilds = 0
+        self.snapshots_written = 0
+        self.snapshots_patched = 0
 
     @classmethod
     def from_url(cls, url: str, node_id: str, routing: str = "filter") -> RedisBroker:
@@ -198,11 +202,15 @@ class RedisBroker(RedisLink):
 
     def _announce_into(self, pipe: Any) -> None:
         self._filter.take_delta()  # the snapshot carries every change made so far
-        pipe.set(self.keys.snapshot(self.node_id), self._filter.to_bytes(), px=self.ttl_ms)
+        self._write_snapshot(pipe)
         pipe.sadd(self.keys.members, self.node_id)
         self._publish(pipe, self.keys.control, control(JOIN, self.node_id))
         self._announce = False
         self.control_sent += 1
+
+    def _write_snapshot(self, pipe: Any) -> None:
+        pipe.set(self.keys.snapshot(self.node_id), self._filter.to_bytes(), px=self.ttl_ms)
+        self.snapshots_written += 1
 
     async def _on_connect(self, client: Any) -> None:
         pipe = client.pipeline(transaction=False)
@@ -210,14 +218,23 @@ class RedisBroker(RedisLink):
         await pipe.execute()
 
     def _control(self, pipe: Any) -> None:
+        """Update the stored snapshot, *then* publish the delta: a replica that saw the delta
+        and reloads reads a snapshot at least as new. A small delta patches the snapshot in
+        place (``patch_snapshot``: Redis traffic proportional to the change, not to the filter)."""
         if self._announce:
             self._announce_into(pipe)
             return
         delta = self._filter.take_delta()
-        if delta is not None:
-            pipe.set(self.keys.snapshot(self.node_id), self._filter.to_bytes(), px=self.ttl_ms)
-            self._publish(pipe, self.keys.control, control(DELTA, self.node_id, delta))
-            self.control_sent += 1
+        if delta is None:
+            return
+        patch = patch_snapshot(self._filter.to_bytes(), delta)
+        if patch is None:
+            self._write_snapshot(pipe)
+        else:
+            pipe.eval(PATCH_SCRIPT, 1, self.keys.snapshot(self.node_id), *patch)
+            self.snapshots_patched += 1
+        self._publish(pipe, self.keys.control, control(DELTA, self.node_id, delta))
+        self.control_sent += 1
 
     async def _heartbeat(self, client: Any) -> None:
         pipe = client.pipeline(transaction=False)

@@ -9,10 +9,11 @@ State of one remote node, as seen here::
     any      --(LEAVE / snapshot key gone / not a member any more)-----> unknown
 
 While a snapshot is *wanted* the deltas that arrive for that node are buffered and replayed on
-the loaded snapshot (the owner writes the snapshot before it publishes the delta, so a snapshot
-read after a delta arrived is at least as new as that delta; older deltas are no-ops). A *stale*
-node keeps its old replica but receives **every** routed message until its reload lands, so a
-missed delta costs extra messages, never a false negative.
+the loaded snapshot (deltas it already covers are no-ops; the owner updates its snapshot before
+it publishes a delta, so a snapshot read after a delta arrived normally covers it). Should a
+replay still find a gap, the snapshot is installed as *stale*, the remaining deltas are kept and
+the snapshot is read again after ``RELOAD_RETRY_S``. A *stale* node receives **every** routed
+message until a reload lands, so a missed delta costs extra messages, never a false negative.
 
 Used by ``RedisBroker`` (with its own node id excluded) and by the backend ``Publisher``.
 """
@@ -29,9 +30,11 @@ import numpy as np
 from realtime.broker.redis_wire import DELTA, JOIN, LEAVE, KeySpace, MalformedFrame, parse_control
 from realtime.routing import (
     CuckooFilter,
+    GenerationMismatch,
     MalformedFilterData,
     ReplicaOutOfSync,
     RoutingTable,
+    SequenceGap,
     UnknownNode,
     hash_keys,
 )
@@ -39,6 +42,7 @@ from realtime.routing import (
 log = logging.getLogger("realtime.broker.redis")
 
 MAX_BUFFERED_DELTAS = 1000  # per node while its snapshot loads; beyond that the reload restarts
+RELOAD_RETRY_S = 0.1
 
 Publish = tuple[Sequence[str], bytes]  # (routing keys, envelope)
 
@@ -142,18 +146,41 @@ class Replicas:
                 continue
             try:
                 replica = CuckooFilter.from_bytes(data)
-                for delta in deltas:
-                    replica.apply_delta(delta)
-            except ReplicaOutOfSync:
-                self._want(node)  # a delta newer than the snapshot after a gap: read again
-                continue
             except MalformedFilterData:
                 log.warning("node %s has a malformed snapshot; not routing to it", node)
                 self.drop(node)
                 continue
+            rest = self._replay(replica, deltas)
             self.table.set_node(node, replica)
-            self._stale.discard(node)
             self.snapshot_loads += 1
+            if rest is None:
+                self._stale.discard(node)
+            else:
+                # The snapshot predates a delta already seen: route everything to the node
+                # meanwhile, read again shortly.
+                self._stale.add(node)
+                self._wanted.add(node)
+                self._buffered[node] = rest
+                asyncio.get_running_loop().call_later(RELOAD_RETRY_S, self.wake.set)
+
+    @staticmethod
+    def _replay(replica: CuckooFilter, deltas: list[bytes]) -> list[bytes] | None:
+        """Apply buffered deltas to a fresh snapshot; the deltas not applicable yet, or None.
+
+        Deltas of another generation are skipped: an older one is covered by the snapshot; a
+        newer one comes after a JOIN (owners announce a rebuild before its first delta), which
+        has already asked for another reload.
+        """
+        for i, delta in enumerate(deltas):
+            try:
+                replica.apply_delta(delta)
+            except GenerationMismatch:
+                continue
+            except SequenceGap:
+                return deltas[i:]
+            except MalformedFilterData:
+                continue
+        return None
 
     async def sync_members(self, client: Any) -> None:
         """Drop nodes whose heartbeat key expired (and prune them from the member set); want

@@ -20,6 +20,10 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
+from realtime.routing import wire as filter_wire
+
 JOIN = 0x4A  # b"J"
 LEAVE = 0x4C  # b"L"
 DELTA = 0x44  # b"D"
@@ -133,3 +137,43 @@ def parse_reply(frame: bytes) -> tuple[int, int, bytes]:
         raise MalformedFrame("short reply")
     corr, status = _REP.unpack_from(frame, 1)
     return corr, status, frame[1 + _REP.size :]
+
+
+# -- snapshot patches --------------------------------------------------------------------------
+
+# Applies a patch atomically (readers see the old or the new snapshot, never a mix: the header's
+# count must match the buckets). A missing key stays missing: the heartbeat notices and the
+# owner re-announces a full snapshot.
+PATCH_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 2, #ARGV, 2 do redis.call('SETRANGE', KEYS[1], tonumber(ARGV[i]), ARGV[i + 1]) end
+redis.call('SETRANGE', KEYS[1], 0, ARGV[1])
+return 1
+"""
+MAX_PATCH_RUNS = 256
+_BUCKET_BYTES = filter_wire.SLOTS * 2
+# The snapshot header's size, taken from the encoder rather than restated here.
+_HEADER_BYTES = (
+    len(filter_wire.encode_snapshot(0, 0, 0, np.zeros((1, filter_wire.SLOTS), np.uint16))) - _BUCKET_BYTES
+)
+
+
+def patch_snapshot(snapshot: bytes, delta: bytes) -> list[bytes | int] | None:
+    """``PATCH_SCRIPT`` arguments turning the stored snapshot (as of the previous delta) into
+    ``snapshot`` (the owner's filter right after ``delta``): the new header, then one
+    ``offset, bytes`` pair per run of consecutive changed buckets. None when rewriting the whole
+    snapshot is cheaper (a change touching a quarter of it, or scattered over too many runs)."""
+    indices = filter_wire.decode_delta(delta).indices
+    if len(indices) * _BUCKET_BYTES * 4 >= len(snapshot) - _HEADER_BYTES:
+        return None
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate(([0], breaks)).tolist()
+    ends = np.concatenate((breaks, [len(indices)])).tolist()
+    if len(starts) > MAX_PATCH_RUNS:
+        return None
+    out: list[bytes | int] = [snapshot[:_HEADER_BYTES]]
+    for a, b in zip(starts, ends, strict=True):
+        first, last = int(indices[a]), int(indices[b - 1])
+        offset = _HEADER_BYTES + first * _BUCKET_BYTES
+        out += [offset, snapshot[offset : _HEADER_BYTES + (last + 1) * _BUCKET_BYTES]]
+    return out

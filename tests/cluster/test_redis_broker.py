@@ -76,9 +76,19 @@ async def test_missed_delta_forces_a_snapshot_reload(redis_url: str, prefix: str
         a.broker.key_added("/k1")
         await eventually(lambda: routes(b.broker, "a", "/k1"))
         loads = b.broker.replicas.snapshot_loads
+        replicas = b.broker.replicas
+        apply_delta = replicas._on_delta
+        lost: list[bytes] = []
+
+        def lose_first(node: str, delta: bytes) -> None:
+            if not lost:
+                lost.append(delta)  # as if pub/sub had dropped it on the way to b
+                return
+            apply_delta(node, delta)
+
+        replicas._on_delta = lose_first  # type: ignore[method-assign]
         a.broker.key_added("/k2")
-        assert a.broker._filter.take_delta() is not None  # this delta never reaches Redis
-        await asyncio.sleep(0.05)
+        await eventually(lambda: bool(lost))
         assert not routes(b.broker, "a", "/k2")
         a.broker.key_added("/k3")  # the next delta shows b a gap
         await eventually(lambda: routes(b.broker, "a", "/k2") and routes(b.broker, "a", "/k3"))
@@ -209,3 +219,75 @@ async def test_start_without_redis_serves_alone_then_joins(private_redis: RedisP
         await eventually(lambda: a.connected, timeout_s=6)
     finally:
         await a.close()
+
+
+@pytest.mark.parametrize("changes", [1, 5, 40, 3000])
+async def test_snapshot_patch_equals_a_full_rewrite(redis_url: str, prefix: str, changes: int) -> None:
+    import redis.asyncio as aioredis
+
+    from realtime.broker.redis_wire import PATCH_SCRIPT, patch_snapshot
+    from realtime.routing import CuckooFilter
+
+    f = CuckooFilter.for_capacity(10_000)
+    for i in range(2000):
+        f.add(f"/k/{i}")
+    f.take_delta()
+    before = f.to_bytes()
+    for i in range(changes):
+        f.add(f"/new/{i}")
+    f.remove("/k/7")
+    delta = f.take_delta()
+    assert delta is not None
+    after = f.to_bytes()
+    patch = patch_snapshot(after, delta)
+    assert (patch is None) == (changes == 3000)  # a large change rewrites the whole snapshot
+    if patch is None:
+        return
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        key = prefix + "patch"
+        await client.set(key, before, px=5000)
+        assert await client.eval(PATCH_SCRIPT, 1, key, *patch) == 1
+        assert await client.get(key) == after
+        assert 0 < await client.pttl(key) <= 5000  # the heartbeat TTL survives a patch
+        assert CuckooFilter.from_bytes(after) == f
+        assert await client.eval(PATCH_SCRIPT, 1, prefix + "missing", *patch) == 0
+        assert await client.exists(prefix + "missing") == 0
+    finally:
+        await client.aclose()
+
+
+async def test_replica_behind_its_snapshot_is_sent_everything_until_a_reload_catches_up(
+    redis_url: str, prefix: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    from realtime.broker.redis_routing import Replicas
+    from realtime.broker.redis_wire import DELTA, KeySpace, control
+    from realtime.routing import CuckooFilter
+
+    keys = KeySpace(prefix)
+    owner = CuckooFilter.for_capacity(100)
+    owner.add("/a")
+    owner.take_delta()
+    old_snapshot = owner.to_bytes()  # seq 1
+    owner.add("/b")
+    owner.take_delta()  # seq 2: this replica never sees it
+    owner.add("/c")
+    seq3 = owner.take_delta()
+    assert seq3 is not None
+    client = aioredis.Redis.from_url(redis_url)
+    replicas = Replicas(keys, "me")
+    try:
+        await client.set(keys.snapshot("o"), old_snapshot, px=5000)
+        replicas.on_control(control(DELTA, "o", seq3))  # unknown node: load its snapshot
+        await replicas.load_wanted(client)
+        batch = [(["/zzz"], b"p1")]
+        assert replicas.route(batch, "me", broadcast=False) == {"o": [b"p1"]}  # stale: everything
+        await client.set(keys.snapshot("o"), owner.to_bytes(), px=5000)  # the owner catches up
+        await asyncio.wait_for(replicas.wake.wait(), 1.0)  # the retry timer
+        await replicas.load_wanted(client)
+        assert replicas.route(batch, "me", broadcast=False) == {}
+        assert all(replicas.table.get("o").contains(k) for k in ("/a", "/b", "/c"))  # type: ignore[union-attr]
+    finally:
+        await client.aclose()
