@@ -193,3 +193,26 @@ async def test_redis_restart_cross_node_delivery_resumes(
     finally:
         for node in nodes:
             node.stop()
+
+
+async def test_nodes_on_a_redis_cluster_use_sharded_pubsub(
+    redis_cluster_url: str, tmp_path: Path, faye: FayeDriver
+) -> None:
+    url = broker_url(redis_cluster_url, unique_prefix())
+    nodes = start_nodes(url, tmp_path, ["s1", "s2"])
+    try:
+        s1, s2 = nodes
+        faye.send(cmd="client", name="sub", url=s1.url)
+        faye.send(cmd="client", name="pub", url=s2.url, transport="long-polling")
+        faye.send(cmd="subscribe", name="sub", channel="/shard/*")
+        await faye.wait_for(lambda e: e["event"] == "subscribed")
+        await asyncio.sleep(0.2)
+        for i in range(5):
+            faye.send(cmd="publish", name="pub", channel="/shard/x", data=i)
+        await faye.wait_for(lambda e: e["event"] == "message" and e["name"] == "sub", count=5)
+        await asyncio.sleep(0.2)
+        assert [m["data"] for m in faye.messages("sub")] == [0, 1, 2, 3, 4]
+        assert "redis+cluster" in url and "Traceback" not in s1.log() + s2.log()
+    finally:
+        for node in nodes:
+            node.stop()
