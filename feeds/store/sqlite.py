@@ -147,8 +147,8 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             outcomes = [(fut, None, commit_error) for fut, _, _ in outcomes]
         assert self._loop is not None
-        for fut, result, error in outcomes:
-            self._loop.call_soon_threadsafe(_resolve, fut, result, error)
+        # One wake-up of the event loop per group, not per write.
+        self._loop.call_soon_threadsafe(_resolve_all, outcomes)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None or self._loop is None:
@@ -378,10 +378,11 @@ class SqliteStore:
         return [r[0] for r in rows]
 
 
-def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
+def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, exc in outcomes:
+        if fut.done():  # the awaiting task was cancelled
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
