@@ -17,7 +17,9 @@ below) are spread round-robin over the nodes, each subscribed to its own ``/user
 Redis's ``total_net_input_bytes``; "delivered" counts messages the clients received; false-positive
 drops are the nodes' ``realtime_false_positives_total``. Then, in this process: the CPU cost of
 routing a 10k-channel fan-out across 10 replicas (``Replicas.route``, the sender's call), and the
-filter propagation lag (subscribe sent -> the backend publisher's replica routes the channel).
+filter propagation lag (subscribe sent -> the backend publisher's replica routes the channel), and
+node-to-node throughput through Redis (one broker process sending 200-byte publishes to another,
+1, 10 or 100 publishes per event-loop turn).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import statistics
 import sys
@@ -48,6 +51,7 @@ from cluster.processes import NodeProcess  # noqa: E402
 from cluster.redis_server import RedisProcess  # noqa: E402
 
 from realtime.bayeux.channels import expand  # noqa: E402
+from realtime.broker.redis import RedisBroker  # noqa: E402
 from realtime.broker.redis_routing import Replicas  # noqa: E402
 from realtime.broker.redis_wire import KeySpace  # noqa: E402
 from realtime.publisher import Publisher  # noqa: E402
@@ -309,6 +313,81 @@ def routing_cpu(replicas: int = 10, keys_per_node: int = 20_000, repeat: int = 9
     }
 
 
+def _receive(url: str, prefix: str, n: int, out: Any) -> None:
+    """Child process: a broker holding ``/t`` that counts ``n`` envelopes (for ``throughput``)."""
+
+    async def run() -> None:
+        got = 0
+        first = 0.0
+        done = asyncio.Event()
+
+        def deliver(_: bytes) -> None:
+            nonlocal got, first
+            if not got:
+                first = time.perf_counter()
+            got += 1
+            if got >= n:
+                done.set()
+
+        broker = RedisBroker(url, "recv", key_prefix=prefix)
+        await broker.start(deliver)
+        broker.key_added("/t")
+        out.put("ready")
+        cpu0 = time.process_time()
+        try:
+            await asyncio.wait_for(done.wait(), 120)
+        finally:
+            out.put((got, time.perf_counter() - first, time.process_time() - cpu0, broker.frames_received))
+            await broker.close()
+
+    asyncio.run(run())
+
+
+async def throughput(url: str, n: int, per_tick: int) -> dict[str, Any]:
+    """Node-to-node envelopes per second through Redis: one broker process sends ``n`` 200-byte
+    publishes, ``per_tick`` per event-loop turn, to another that holds the channel."""
+    prefix = f"tput{per_tick}:"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_receive, args=(url, prefix, n, queue))
+    child.start()
+    try:
+        await asyncio.to_thread(queue.get, True, 30)
+        sender = RedisBroker(url, "send", key_prefix=prefix)
+        await sender.start(lambda _: None)
+        deadline = time.monotonic() + 10
+        while not ((r := sender.replicas.table.get("recv")) is not None and r.contains("/t")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("receiver not routable")
+            await asyncio.sleep(0.01)
+        keys, payload = expand("/t"), b"/t\n" + b"x" * 200
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for _ in range(0, n, per_tick):
+            for _ in range(per_tick):
+                sender.publish(keys, payload)
+            await asyncio.sleep(0)
+            while len(sender._pending) > 20 * per_tick:  # noqa: ASYNC110 - bounded in-flight
+                await asyncio.sleep(0.001)
+        while sender._pending:  # noqa: ASYNC110 - drained by the sender task
+            await asyncio.sleep(0.001)
+        sent_s, sent_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        got, recv_s, recv_cpu, frames = await asyncio.to_thread(queue.get, True, 120)
+        await sender.close()
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    return {
+        "per_tick": per_tick,
+        "sent_per_s": round(n / sent_s),
+        "send_cpu_us": round(sent_cpu / n * 1e6, 2),
+        "received": got,
+        "received_per_s": round(got / recv_s) if recv_s else 0,
+        "recv_cpu_us": round(recv_cpu / max(got, 1) * 1e6, 2),
+        "frames": frames,
+    }
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * p))], 2)
@@ -342,6 +421,8 @@ async def main() -> None:
             "max": round(max(lags), 2),
         }
         results["routing_cpu"] = routing_cpu()
+        n = 50_000 if args.quick else 200_000
+        results["throughput"] = [await throughput(server.url, n, per_tick) for per_tick in (1, 10, 100)]
     finally:
         server.cleanup()
     print(
@@ -358,6 +439,8 @@ async def main() -> None:
         "filter propagation lag (subscribe sent -> routable at a publisher):", results["propagation_lag_ms"]
     )
     print("routing CPU, one fan-out batch:", results["routing_cpu"])
+    for row in results["throughput"]:
+        print("node-to-node throughput:", row)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
