@@ -33,10 +33,13 @@ from realtime.metrics import Stats, StatsCollector
 from realtime.security.guard import build_guard
 from realtime.server import BayeuxServer
 from realtime.settings import Settings
+from realtime.transports.cors import allowed
+from realtime.transports.direct_socket import DirectSocket
 from realtime.transports.eventsource import serve_eventsource, wants_eventsource
 from realtime.transports.forwarding import serve_forwarded
 from realtime.transports.http import serve_http
 from realtime.transports.websocket import serve_websocket
+from realtime.transports.ws_protocol import FastWebSocketProtocol
 
 log = logging.getLogger("realtime.app")
 
@@ -150,6 +153,24 @@ class RealtimeApp:
 
     def _is_bayeux(self, path: str) -> bool:
         return path == self._mount or path.startswith(self._mount_prefix)
+
+    # --- WebSockets served by FastWebSocketProtocol itself (see transports.ws_protocol) --
+
+    def serves_socket(self, path: str) -> bool:
+        return self._is_bayeux(path)
+
+    def open_socket(
+        self, proto: FastWebSocketProtocol, origin: str | None, remote: str | None
+    ) -> DirectSocket | None:
+        """A Bayeux session for an accepted upgrade, or None to refuse it (HTTP 403)."""
+        if origin is not None and not allowed(origin, self.settings.ws_origins):
+            self.stats.limited("origin")
+            return None
+        connections = self.guard.connections
+        if not connections.acquire(remote):
+            self.stats.limited("connections_per_ip")
+            return None
+        return DirectSocket(proto, self.server, remote, lambda: connections.release(remote))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]

@@ -46,7 +46,9 @@ class SocketSink:
         return True
 
     def close(self, reason: str) -> None:
-        self._closer(CLOSE_CODES.get(reason, 1000), reason)
+        # Next tick: the reply to the request that ended the session (a disconnect)
+        # is written after this call and must go out before the close frame.
+        asyncio.get_running_loop().call_soon(self._closer, CLOSE_CODES.get(reason, 1000), reason)
 
 
 class QueueSink:

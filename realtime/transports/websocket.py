@@ -69,7 +69,7 @@ async def _serve_socket(
     writer: QueueSink | None = None
     sink: SocketSink | QueueSink
     if proto is not None:
-        sink = SocketSink(proto, settings.max_socket_buffer_bytes, closer)
+        sink = SocketSink(proto, settings.max_socket_buffer_bytes, proto.close_with)
     else:
         writer = sink = QueueSink(
             lambda data: send({"type": "websocket.send", "text": data.decode()}),
