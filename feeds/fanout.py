@@ -66,6 +66,17 @@ class Fanout:
         """Drop a cached count (after a follow or unfollow on this node)."""
         self._counts.pop(feed_key, None)
 
+    async def _pulled(self, keys: list[str]) -> list[str]:
+        """The pulled feeds among ``keys``; cached counts are checked without a coroutine per key."""
+        now, threshold, counts = self._clock(), self._config.pull_threshold, self._counts
+        out = []
+        for key in keys:
+            cached = counts.get(key)
+            count = cached[0] if cached is not None and cached[1] > now else await self.follower_count(key)
+            if count > threshold:
+                out.append(key)
+        return out
+
     async def is_pulled(self, feed_key: str) -> bool:
         return await self.follower_count(feed_key) > self._config.pull_threshold
 
@@ -105,7 +116,7 @@ class Fanout:
         followings = await self._store.following(feed.key)
         if not followings:
             return await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
-        pulled = [f.target for f in followings if await self.is_pulled(f.target)]
+        pulled = await self._pulled([f.target for f in followings])
         await self._refresh(feed, [f.target for f in followings if f.target not in pulled], cap)
         own = await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
         lists: list[Sequence[Entry]] = [own]

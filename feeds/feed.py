@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from feeds.activity import Activity, format_time
 from feeds.config import FeedGroup
 from feeds.store.base import Entry
@@ -26,8 +28,16 @@ MAX_GROUP_ACTIVITIES = 15
 AGGREGATION_WINDOW = 1000
 
 
-def flat_results(entries: Sequence[Entry], bodies: dict[int, Activity]) -> list[dict[str, Any]]:
-    return [bodies[e.id].to_json(origin=e.origin) for e in entries if e.id in bodies]
+def flat_results(entries: Sequence[Entry], bodies: dict[int, bytes]) -> list[dict[str, Any]]:
+    """Stored bodies are already in Stream's shape: decode and add the per-feed ``origin``."""
+    out = []
+    for e in entries:
+        body = bodies.get(e.id)
+        if body is not None:
+            activity = orjson.loads(body)
+            activity["origin"] = e.origin
+            out.append(activity)
+    return out
 
 
 @dataclass(slots=True)

@@ -96,12 +96,13 @@ class Reader:
             entries = await self._svc.fanout.read(
                 feed, need=need, bounds=p.bounds, tag=p.tag, cap=group.max_length
             )
-            bodies = await store.get_activities(app.app_id, [e.id for e in entries])
             if ranking is not None:
+                acts = await store.get_activities(app.app_id, [e.id for e in entries])
                 now = self._svc.now_us()
-                scored = [(ranking.score(bodies[e.id], now), e.id, e) for e in entries if e.id in bodies]
+                scored = [(ranking.score(acts[e.id], now), e.id, e) for e in entries if e.id in acts]
                 entries = [e for _, _, e in sorted(scored, key=lambda t: (-t[0], -t[1]))]
             page = entries[p.offset : p.offset + p.limit]
+            bodies = await store.get_bodies(app.app_id, [e.id for e in page])
             nxt = ""
             if len(page) == p.limit and ranking is None:
                 nxt = f"/api/v1.0/feed/{feed.group}/{feed.user_id}/?id_lt={page[-1].id}&limit={p.limit}"
@@ -116,16 +117,16 @@ class Reader:
             feed, need=window, bounds=p.bounds, tag=p.tag, cap=group.max_length
         )
         # Keys were computed at write time; only entries pulled at read time need their body now.
-        bodies = await store.get_activities(app.app_id, [e.id for e in entries if not e.group_key])
-        keyed = [e for e in entries if e.group_key or e.id in bodies]
-        groups = group_entries(group, keyed, bodies)
+        acts = await store.get_activities(app.app_id, [e.id for e in entries if not e.group_key])
+        keyed = [e for e in entries if e.group_key or e.id in acts]
+        groups = group_entries(group, keyed, acts)
         shown = groups[p.offset : p.offset + p.limit]
-        missing = [e.id for g in shown for e in g.entries if e.id not in bodies]
-        bodies.update(await store.get_activities(app.app_id, missing))
-        shown = [g for g in shown if all(e.id in bodies for e in g.entries)]
+        missing = [e.id for g in shown for e in g.entries if e.id not in acts]
+        acts.update(await store.get_activities(app.app_id, missing))
+        shown = [g for g in shown if all(e.id in acts for e in g.entries)]
         notification = group.type == "notification"
         result: dict[str, Any] = {
-            "results": [group_json(g, bodies, notification=notification) for g in shown],
+            "results": [group_json(g, acts, notification=notification) for g in shown],
             "next": "",
         }
         if not notification:

@@ -85,6 +85,10 @@ class Store(Protocol):
 
     async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]: ...
 
+    async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
+        """Stored JSON bodies as bytes (Stream's shape without ``origin``): the hot read path."""
+        ...
+
     async def get_by_foreign_id_time(
         self, app: str, pairs: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], Activity]: ...

@@ -104,11 +104,14 @@ class RedisStore:
             stored.append(act)
         return stored
 
-    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
+    async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
         if not ids:
             return {}
         bodies = await self.r.hmget(self._k("a", app), [str(i) for i in ids])
-        return {i: Activity.loads(b) for i, b in zip(ids, bodies, strict=True) if b is not None}
+        return {i: b for i, b in zip(ids, bodies, strict=True) if b is not None}
+
+    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
+        return {i: Activity.loads(body) for i, body in (await self.get_bodies(app, ids)).items()}
 
     async def get_by_foreign_id_time(
         self, app: str, pairs: Sequence[tuple[str, int]]

@@ -189,15 +189,16 @@ class SqliteStore:
 
         return await self._write(op)
 
-    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
-        out: dict[int, Activity] = {}
+    async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
-            rows = self._read(
-                f"SELECT id, body FROM activities WHERE app=? AND id IN ({_marks(len(chunk))})", [app, *chunk]
-            )
-            out.update((row[0], Activity.loads(row[1])) for row in rows)
+            sql = f"SELECT id, body FROM activities WHERE app=? AND id IN ({_marks(len(chunk))})"
+            out.update(self._read(sql, [app, *chunk]))
         return out
+
+    async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
+        return {i: Activity.loads(body) for i, body in (await self.get_bodies(app, ids)).items()}
 
     async def get_by_foreign_id_time(
         self, app: str, pairs: Sequence[tuple[str, int]]

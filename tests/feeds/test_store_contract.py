@@ -20,6 +20,8 @@ async def test_put_and_get_activities(store: Store) -> None:
     got = await store.get_activities(APP, [10, 20, 30])
     assert got == {10: act(10), 20: act(20, fid="p:20")}
     assert await store.get_activities("other-app", [10]) == {}
+    bodies = await store.get_bodies(APP, [20, 99])
+    assert list(bodies) == [20] and Activity.loads(bodies[20]) == act(20, fid="p:20")
 
 
 async def test_foreign_id_time_is_idempotent(store: Store) -> None:
