@@ -43,6 +43,7 @@ log = logging.getLogger("realtime.broker.redis")
 
 MAX_BUFFERED_DELTAS = 1000  # per node while its snapshot loads; beyond that the reload restarts
 RELOAD_RETRY_S = 0.1
+MAX_CACHED_ROUTES = 100_000  # key lists whose target nodes are remembered (cleared on any change)
 
 Publish = tuple[Sequence[str], bytes]  # (routing keys, envelope)
 
@@ -56,6 +57,8 @@ class Replicas:
         self._stale: set[str] = set()
         self._wanted: set[str] = set()
         self._buffered: dict[str, list[bytes]] = {}
+        self._routes: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._routes_exclude: str | None = None
         # Counters (plain ints, read by /metrics).
         self.snapshot_loads = 0
         self.deltas_applied = 0
@@ -88,6 +91,7 @@ class Replicas:
         try:
             if self.table.apply_delta(node, delta):
                 self.deltas_applied += 1
+                self._routes.clear()
         except UnknownNode:
             self._want(node)
             self._buffer(node, delta)
@@ -113,6 +117,7 @@ class Replicas:
     def drop(self, node: str) -> None:
         if self.table.drop_node(node):
             log.info("node %s left routing", node)
+            self._routes.clear()
         self._stale.discard(node)
         self._wanted.discard(node)
         self._buffered.pop(node, None)
@@ -152,6 +157,7 @@ class Replicas:
                 continue
             rest = self._replay(replica, deltas)
             self.table.set_node(node, replica)
+            self._routes.clear()
             self.snapshot_loads += 1
             if rest is None:
                 self._stale.discard(node)
@@ -215,8 +221,10 @@ class Replicas:
     def route(self, batch: Sequence[Publish], exclude: str | None, broadcast: bool) -> dict[str, list[bytes]]:
         """``node -> envelopes`` (publish order kept) for a tick's publishes.
 
-        Every distinct key of the batch is hashed once and tested against every replica in one
-        vectorised pass; a publish goes to a node if any of its keys may be there.
+        A publish goes to a node if any of its keys may be in that node's replica. Answers are
+        cached per key list until any replica changes (a chat room or user channel published
+        to again costs a dict lookup); the key lists not cached are resolved together: every
+        distinct key hashed once and tested against every replica in one vectorised pass.
         """
         nodes = self.live(exclude)
         if not nodes or not batch:
@@ -224,21 +232,39 @@ class Replicas:
         if broadcast:
             payloads = [payload for _, payload in batch]
             return {n: payloads for n in nodes}
-        key_id: dict[str, int] = {}
-        flat = [key_id.setdefault(k, len(key_id)) for keys, _ in batch for k in keys]
-        lengths = np.fromiter((len(keys) for keys, _ in batch), dtype=np.intp, count=len(batch))
-        nonempty = lengths > 0
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
-        which = np.flatnonzero(nonempty)
-        flat_idx = np.asarray(flat, dtype=np.intp)
+        if exclude != self._routes_exclude:
+            self._routes.clear()
+            self._routes_exclude = exclude
+        routes = self._routes
+        wanted = [tuple(keys) for keys, _ in batch]
+        missing = [t for t in dict.fromkeys(wanted) if t not in routes]
+        if missing:
+            if len(routes) + len(missing) > MAX_CACHED_ROUTES:
+                routes.clear()
+            self._resolve(missing, exclude)
         out: dict[str, list[bytes]] = {}
-        if len(flat_idx):
-            for node, hit in self.table.hits(hash_keys(list(key_id)), exclude).items():
-                per_publish = np.logical_or.reduceat(hit[flat_idx], starts)
-                chosen = which[per_publish].tolist()
-                if chosen:
-                    out[node] = [batch[i][1] for i in chosen]
+        for t, (_, payload) in zip(wanted, batch, strict=True):
+            for node in routes[t]:
+                if node in out:
+                    out[node].append(payload)
+                else:
+                    out[node] = [payload]
         for node in self._stale:
             if node != exclude and node in self.table:
                 out[node] = [payload for _, payload in batch]
         return out
+
+    def _resolve(self, key_lists: list[tuple[str, ...]], exclude: str | None) -> None:
+        key_id: dict[str, int] = {}
+        flat = [key_id.setdefault(k, len(key_id)) for keys in key_lists for k in keys]
+        targets: list[list[str]] = [[] for _ in key_lists]
+        if flat:
+            lengths = np.fromiter(map(len, key_lists), dtype=np.intp, count=len(key_lists))
+            nonempty = lengths > 0
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
+            which = np.flatnonzero(nonempty)
+            flat_idx = np.asarray(flat, dtype=np.intp)
+            for node, hit in self.table.hits(hash_keys(list(key_id)), exclude).items():
+                for i in which[np.logical_or.reduceat(hit[flat_idx], starts)].tolist():
+                    targets[i].append(node)
+        self._routes.update(zip(key_lists, map(tuple, targets), strict=True))
