@@ -94,10 +94,13 @@ class FanoutConfig:
 
     ``pull_threshold``: authors with more followers than this are not pushed; their followers pull
     them at read time.  ``inactive_after_s``: followers not read for this long are not pushed either;
-    their next read backfills them.  ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
+    their next read backfills them.  ``inline_fanout``: pushes to more followers than this (of one
+    feed) finish after the write is acknowledged, in a background task.
+    ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
     """
 
     pull_threshold: int = 10_000
+    inline_fanout: int = 500
     inactive_after_s: float = 14 * 86_400.0
     default_copy_limit: int = 300
     max_copy_limit: int = 1000

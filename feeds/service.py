@@ -9,9 +9,10 @@ Stream's shapes; invalid input raises :class:`~feeds.errors.FeedError` subclasse
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from feeds.store.base import Entry, Follow, Store
 
 log = logging.getLogger(__name__)
 MAX_TAGS = 10
+PUSH_CHUNK = 500  # followers per background write: keeps each group commit short
 
 
 @dataclass(slots=True)
@@ -68,11 +70,13 @@ class FeedService:
         self.reader = Reader(self)
         self._clock = clock
         self._ids = IdGenerator()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.store.start()
 
     async def close(self) -> None:
+        await self.drain()
         await self.store.close()
 
     # --- helpers --------------------------------------------------------------------------------
@@ -124,12 +128,22 @@ class FeedService:
         return [act.to_json(origin=None) for act in stored]
 
     async def _fan_out(self, act: Activity, direct: list[FeedRef], changes: _Changes) -> None:
+        """Write ``act`` into ``direct`` feeds and push it to their active followers.
+
+        Pushes to at most ``inline_fanout`` followers of a feed are written before returning (in one
+        group commit with the feed's own entry); larger ones are acknowledged once the activity is
+        durable in its own feeds and finish in a background task, in chunks, which then notifies.
+        A crash in between loses that push (not the activity): the documented price of bounded
+        write latency."""
         tags = tuple(act.extra.get("tags", ()))
         notify = self.notifier is not None
+        inline = self.fanout_config.inline_fanout
+        writes: list[Awaitable[None]] = []
+        deferred: list[tuple[list[str], Entry, int, str]] = []
         for feed in direct:
             group = self.group(feed.group)
             own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
-            await self.store.add_entries([feed.key], [own], group.max_length)
+            writes.append(self.store.add_entries([feed.key], [own], group.max_length))
             if notify:
                 changes.of(feed).new.append(act.to_json(origin=None))
             # Hot loop over up to pull_threshold followers: plain key strings, no per-follower objects.
@@ -141,11 +155,40 @@ class FeedService:
                 if fgroup is None:  # a group removed from config: its timelines are frozen
                     continue
                 entry = Entry(act.id, feed.feed_id, act.foreign_id, fgroup.group_key(act), tags)
-                await self.store.add_entries(keys, [entry], fgroup.max_length)
+                if len(keys) > inline:
+                    deferred.append((keys, entry, fgroup.max_length, feed.feed_id))
+                    continue
+                writes.append(self.store.add_entries(keys, [entry], fgroup.max_length))
                 if notify:
-                    body = act.to_json(origin=feed.feed_id)
-                    for key in keys:
-                        changes.of(FeedRef.from_key(key)).new.append(body)
+                    self._note_new(changes, keys, act, feed.feed_id)
+        await asyncio.gather(*writes)
+        if deferred:
+            task = asyncio.get_running_loop().create_task(self._push_later(act, deferred))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _note_new(self, changes: _Changes, keys: list[str], act: Activity, origin: str) -> None:
+        body = act.to_json(origin=origin)
+        for key in keys:
+            changes.of(FeedRef.from_key(key)).new.append(body)
+
+    async def _push_later(self, act: Activity, deferred: list[tuple[list[str], Entry, int, str]]) -> None:
+        try:
+            for keys, entry, cap, origin in deferred:
+                for start in range(0, len(keys), PUSH_CHUNK):
+                    chunk = keys[start : start + PUSH_CHUNK]
+                    await self.store.add_entries(chunk, [entry], cap)
+                    if self.notifier is not None:
+                        changes = self._changes()
+                        self._note_new(changes, chunk, act, origin)
+                        await self._notify(changes)
+        except Exception:  # task boundary: log, the activity itself is stored
+            log.exception("background fan-out of activity %s failed", act.id)
+
+    async def drain(self) -> None:
+        """Wait for background fan-outs (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def add_to_many(self, app: App, activity: Any, feed_ids: Sequence[str]) -> None:
         feeds = [self.parse_feed(app, f) for f in feed_ids]

@@ -112,3 +112,15 @@ async def test_follow_copies_into_aggregated_feed_with_group_keys(svc: FeedServi
     await svc.follow(APP, agg, svc.feed(APP, "user", "a"), copy_limit=2)
     page = await svc.read(APP, agg, ReadParams())
     assert [(g["verb"], g["activity_count"]) for g in page["results"]] == [("v", 2)]
+
+
+async def test_large_push_finishes_in_the_background(store: Store, clock: Clock) -> None:
+    cfg = FanoutConfig(pull_threshold=100, inline_fanout=2, inactive_after_s=100, follower_count_ttl_s=0)
+    svc = FeedService(store, [APP], [FeedGroup("user"), FeedGroup("timeline")], fanout=cfg, clock=clock)
+    for fan in ("a", "b", "c"):
+        await svc.follow(APP, svc.feed(APP, "timeline", fan), svc.feed(APP, "user", "big"))
+    posted = await post(svc, "big", "x")
+    assert await stored_ids(store, svc.feed(APP, "user", "big").key) == [posted]  # durable on ack
+    await svc.drain()
+    for fan in ("a", "b", "c"):
+        assert await stored_ids(store, svc.feed(APP, "timeline", fan).key) == [posted]
