@@ -1,9 +1,12 @@
-"""Bayeux over WebSocket: one JSON batch per text frame, pushes one message per frame.
+"""Bayeux over WebSocket through plain ASGI, for when the app runs under a server
+without ``FastWebSocketProtocol`` (which serves Bayeux sockets itself: see
+``direct_socket``). Same behaviour, more memory and CPU per socket.
 
-Frames are processed in arrival order (so one client's publishes stay ordered); a
-held ``/meta/connect`` is answered from its own task so that it never blocks later
-frames. An unparseable frame is counted and ignored, as Faye does: the socket stays
-usable. When the socket closes the session survives, unbound, until it expires.
+One JSON batch per text frame; pushes go one message per frame. Frames are processed
+in arrival order (so one client's publishes stay ordered); a held ``/meta/connect`` is
+answered from its own task so that it never blocks later frames. An unparseable frame
+is counted and ignored, as Faye does: the socket stays usable. When the socket closes
+the session survives, unbound, until it expires.
 """
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from functools import partial
 from typing import Any
 
 from realtime.bayeux.codec import decode_batch, join
 from realtime.bayeux.errors import BadRequest, BatchTooLarge
 from realtime.server import WEBSOCKET, BayeuxServer, Context, PendingConnect, reply_error
 from realtime.transports.cors import allowed
-from realtime.transports.sinks import QueueSink, SocketSink
-from realtime.transports.ws_protocol import SCOPE_KEY
+from realtime.transports.sinks import QueueSink
 
 log = logging.getLogger("realtime.transports.websocket")
 
@@ -62,41 +63,24 @@ async def _serve_socket(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def closer(code: int, reason: str) -> None:
-        spawn(_close(send, code, reason))
+    async def write(data: bytes) -> None:
+        await send({"type": "websocket.send", "text": data.decode()})
 
-    proto = scope.get("extensions", {}).get(SCOPE_KEY)
-    writer: QueueSink | None = None
-    sink: SocketSink | QueueSink
-    if proto is not None:
-        sink = SocketSink(proto, settings.max_socket_buffer_bytes, proto.close_with)
-    else:
-        writer = sink = QueueSink(
-            lambda data: send({"type": "websocket.send", "text": data.decode()}),
-            lambda out: out.batch,
-            settings.max_queue_messages,
-            closer,
-        )
-        spawn(writer.run())
+    sink = QueueSink(
+        write,
+        lambda out: out.batch,
+        settings.max_queue_messages,
+        lambda code, reason: spawn(_close(send, code, reason)),
+    )
+    spawn(sink.run())
     ctx = Context(WEBSOCKET, remote=remote, sink=sink)
-
-    async def reply(data: bytes) -> None:
-        if isinstance(sink, SocketSink):
-            sink.send_batch(data)
-        else:
-            await send({"type": "websocket.send", "text": data.decode()})
 
     async def answer_later(pending: PendingConnect) -> None:
         await pending.future
         encoded = await server.finish(pending)
         if encoded is not None:
-            await reply(join([encoded]))
+            await write(join([encoded]))
 
-    def answer_now(pending: PendingConnect, _: object) -> None:
-        if isinstance(sink, SocketSink) and not closed:
-            sink.send_batch(join([server.finish_sync(pending)]))
-
-    closed = False
     server.stats.opened(WEBSOCKET)
     try:
         while True:
@@ -110,7 +94,7 @@ async def _serve_socket(
                 batch = decode_batch(data, settings.max_batch_messages)
             except BatchTooLarge as exc:
                 server.stats.limited("batch_size")
-                await reply(join([reply_error(message, exc.error) for message in exc.batch]))
+                await write(join([reply_error(message, exc.error) for message in exc.batch]))
                 continue
             except BadRequest as exc:
                 server.stats.bad_requests += 1
@@ -118,21 +102,15 @@ async def _serve_socket(
                 continue
             result = await server.process(batch, ctx)
             if result.replies:
-                await reply(join(result.replies))
+                await write(join(result.replies))
             if result.pending is not None:
-                if server.finish_is_sync:
-                    # No task per held connect: a callback answers it when the hold ends.
-                    result.pending.future.add_done_callback(partial(answer_now, result.pending))
-                else:
-                    spawn(answer_later(result.pending))
+                spawn(answer_later(result.pending))
     except OSError:
         pass  # the peer went away mid-send
     finally:
-        closed = True
         server.stats.closed(WEBSOCKET)
         server.unbind(ctx)
-        if writer is not None:
-            writer.closed = True
+        sink.closed = True
         for task in list(tasks):
             task.cancel()
 

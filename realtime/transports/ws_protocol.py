@@ -16,8 +16,6 @@ from urllib.parse import unquote
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-SCOPE_KEY = "realtime.socket"
-
 
 class SocketHost(Protocol):
     """What the protocol needs from the app (``RealtimeApp``) to serve a socket itself."""
@@ -67,10 +65,6 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         path = unquote(event.path.partition("?")[0])
         if host is None or not host.serves_socket(path):
             super().handle_connect(event)
-            scope = getattr(self, "scope", None)
-            if scope is not None:
-                # The ASGI task is created but has not run yet, so it sees this key.
-                scope["extensions"][SCOPE_KEY] = self
             return
         self.handshake_initiated = True
         response = self.conn.accept(event)

@@ -21,8 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Run ``app`` until the block ends; yields its base URL."""
+async def serving(app: Any, ws: Any = FastWebSocketProtocol) -> AsyncIterator[str]:
+    """Run ``app`` until the block ends; yields its base URL. ``ws="websockets-sansio"``
+    serves it as any ASGI app, without this project's WebSocket fast paths."""
     port = free_port()
     config = uvicorn.Config(
         app,
@@ -30,7 +31,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
         port=port,
         lifespan="on",
         log_level="warning",
-        ws=FastWebSocketProtocol,
+        ws=ws,
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=2,
     )
