@@ -345,7 +345,17 @@ def _receive(url: str, prefix: str, n: int, out: Any) -> None:
             out.put((got, time.perf_counter() - first, time.process_time() - cpu0, broker.frames_received))
             await broker.close()
 
+    _install_uvloop()
     asyncio.run(run())
+
+
+def _install_uvloop() -> None:
+    """Nodes run on uvloop; so does this process where it is available."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
 
 
 async def throughput(url: str, n: int, per_tick: int) -> dict[str, Any]:
@@ -451,4 +461,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    _install_uvloop()
     asyncio.run(main())
