@@ -21,13 +21,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from feeds.api import feed_routes
 from feeds.apps import development_app, parse_app
 from realtime.broker.base import Broker
 from realtime.broker.memory import MemoryBroker
 from realtime.broker.redis import RedisBroker
 from realtime.engine.engine import Engine
+from realtime.feeds_bridge import BayeuxNotifier, build_feed_service
 from realtime.inprocess import InProcessClient
 from realtime.metrics import Stats, StatsCollector
 from realtime.security.guard import build_guard
@@ -75,6 +77,7 @@ class RealtimeApp:
             routing_keys=self.guard.policy.routing_keys,
         )
         self.server = BayeuxServer(settings, self.engine, self.guard)
+        self.feeds = build_feed_service(settings, self.apps, BayeuxNotifier(self.server))
         self.registry = CollectorRegistry()
         self.registry.register(
             StatsCollector(
@@ -98,7 +101,12 @@ class RealtimeApp:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self.web = Starlette(
-            routes=[Route("/health", self.health), Route("/metrics", self.metrics), *(routes or [])],
+            routes=[
+                Route("/health", self.health),
+                Route("/metrics", self.metrics),
+                Mount("/api/v1.0", routes=feed_routes(self.feeds)),
+                *(routes or []),
+            ],
             lifespan=self.lifespan,
         )
 
@@ -116,6 +124,7 @@ class RealtimeApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.broker.start(self.engine.deliver_remote, self._serve_forwarded)
+        await self.feeds.start()
         self._tasks.append(asyncio.create_task(self.engine.run_sweeper(self.settings.sweep_interval_s)))
         log.info("node %s serving Bayeux at %s", self.node_id, self._mount)
         if not self.settings.apps:
@@ -150,6 +159,10 @@ class RealtimeApp:
         for _ in range(3):
             await asyncio.sleep(0)
         self.engine.shutdown()
+        try:
+            await self.feeds.close()
+        except Exception:
+            log.exception("feed store close failed")
 
     def _is_bayeux(self, path: str) -> bool:
         return path == self._mount or path.startswith(self._mount_prefix)

@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
                 "node_id": args.node_id,
                 "broker": args.broker,
                 "routing": args.routing,
+                "apps": tuple(args.app) if args.app else None,
             },
         )
     except ConfigError as exc:
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--node-id", dest="node_id")
     serve.add_argument("--broker", help="memory:// (default) or a Redis URL")
     serve.add_argument("--routing", choices=["filter", "broadcast"])
+    serve.add_argument(
+        "--app", action="append", metavar="APP_ID:API_KEY:API_SECRET", help="declare an app (repeatable)"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         sys.exit(_serve(args))

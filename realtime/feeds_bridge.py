@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from feeds.apps import App
+from feeds.config import FanoutConfig, parse_groups
 from feeds.notify import FeedUpdate
+from feeds.service import FeedService
+from feeds.store.base import Store
 from realtime.bayeux.codec import encode
 from realtime.server import BayeuxServer
+from realtime.settings import Settings
 
 log = logging.getLogger("realtime.feeds")
 
@@ -34,3 +41,24 @@ class BayeuxNotifier:
                 self.server.publish_encoded(channel, encode({"channel": channel, "data": update.message()}))
             except Exception:
                 log.exception("could not publish the update of %s", update.feed_id)
+
+
+def build_store(settings: Settings) -> Store:
+    url = settings.feeds_store
+    if url.startswith("sqlite:"):
+        from feeds.store.sqlite import SqliteStore
+
+        path = Path(url.removeprefix("sqlite:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteStore(str(path), durability="full" if settings.feeds_durability == "full" else "normal")
+    from feeds.store.redis import RedisStore
+
+    return RedisStore(url)
+
+
+def build_feed_service(settings: Settings, apps: list[App], notifier: BayeuxNotifier) -> FeedService:
+    """The feed engine of a node, from ``[storage]`` and the ``[feeds]`` tables."""
+    table: dict[str, Any] = dict(settings.extra.get("feeds") or {})
+    groups = parse_groups(table["groups"]) if "groups" in table else None
+    fanout = FanoutConfig(**table["fanout"]) if "fanout" in table else None
+    return FeedService(build_store(settings), apps, groups, notifier, fanout=fanout)

@@ -67,6 +67,9 @@ class Settings:
     # [http]
     cors_origins: tuple[str, ...] = ("*",)
     ws_origins: tuple[str, ...] = ("*",)
+    # [storage]
+    feeds_store: str = "sqlite:data/feeds.sqlite3"  # or redis://host:port/db for a cluster
+    feeds_durability: str = "normal"  # "full": fsync every commit group
     # [broker]
     broker: str = "memory://"
     routing: str = "filter"
@@ -188,5 +191,9 @@ def validate(s: Settings) -> None:
     for spec in s.apps:
         if len(spec.split(":", 2)) != 3 or not all(spec.split(":", 2)):
             raise ConfigError("an app must be APP_ID:API_KEY:API_SECRET")
+    if not (s.feeds_store.startswith("sqlite:") or s.feeds_store.startswith(("redis://", "rediss://"))):
+        raise ConfigError(f"feeds_store must be sqlite:PATH or a redis:// URL: {s.feeds_store!r}")
+    if s.feeds_durability not in ("normal", "full"):
+        raise ConfigError("feeds_durability must be 'normal' or 'full'")
     if s.routing not in ("filter", "broadcast"):
         raise ConfigError("routing must be 'filter' or 'broadcast'")

@@ -116,7 +116,12 @@ def start_server(
 ) -> Server:
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
-    child_env = {**os.environ, **(env or {})}
+    # Each server keeps its feed store under the test's own directory, not the repository.
+    child_env = {
+        **os.environ,
+        "REALTIME_FEEDS_STORE": f"sqlite:{log_dir}/feeds-{port}.sqlite3",
+        **(env or {}),
+    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             _command(port, timeout_s, args),
