@@ -10,8 +10,10 @@ Per node, in Redis (names in ``redis_wire.KeySpace``):
 
 Filter changes: ``key_added`` / ``key_removed`` edit the owner's ``CuckooFilter`` at once and
 wake the sender; on its next turn the sender takes one delta for everything changed since the
-last (all changes of a tick travel together), and pipelines ``SET snapshot`` *then*
+last (all changes of a tick travel together), and pipelines the snapshot update *then*
 ``PUBLISH delta`` (a replica that sees the delta and reloads reads a snapshot at least as new).
+A small change patches the stored snapshot in place with an atomic script, so the snapshot
+traffic follows the size of the change, not of the filter.
 A full filter is rebuilt larger with a new generation and re-announced as a snapshot + JOIN.
 The generation starts random, so a restarted node with the same id never looks like a
 continuation of its previous incarnation to a replica.
@@ -155,7 +157,10 @@ class RedisBroker(RedisLink):
         if node_id == self.node_id:
             if self._serve is None:
                 raise NodeUnavailable(node_id)
-            return await asyncio.wait_for(self._serve(payload), timeout_s)
+            try:
+                return await asyncio.wait_for(self._serve(payload), timeout_s)
+            except TimeoutError as exc:
+                raise NodeUnavailable(node_id) from exc
         client = self._client
         if client is None or not self.connected or node_id not in self.replicas.table:
             raise NodeUnavailable(node_id)
@@ -169,16 +174,17 @@ class RedisBroker(RedisLink):
             if not receivers:
                 raise NodeUnavailable(node_id)
             return await asyncio.wait_for(future, timeout_s)
-        except (TimeoutError, OSError, ConnectionError) as exc:
-            raise NodeUnavailable(node_id) from exc
-        except Exception as exc:
-            if isinstance(exc, NodeUnavailable):
-                raise
+        except NodeUnavailable:
+            raise
+        except Exception as exc:  # timeout, Redis or socket error: all mean "no answer"
             raise NodeUnavailable(node_id) from exc
         finally:
             self._waiting.pop(corr, None)
 
     async def close(self) -> None:
+        # From here on the sender and the heartbeat send nothing: a delta or a re-announce
+        # racing the LEAVE could bring this node back into routing until its TTL.
+        self.closing = True
         client = self._client
         if client is not None and self.connected:
             try:
@@ -221,6 +227,8 @@ class RedisBroker(RedisLink):
         """Update the stored snapshot, *then* publish the delta: a replica that saw the delta
         and reloads reads a snapshot at least as new. A small delta patches the snapshot in
         place (``patch_snapshot``: Redis traffic proportional to the change, not to the filter)."""
+        if self.closing:
+            return
         if self._announce:
             self._announce_into(pipe)
             return
@@ -237,6 +245,8 @@ class RedisBroker(RedisLink):
         self.control_sent += 1
 
     async def _heartbeat(self, client: Any) -> None:
+        if self.closing:
+            return
         pipe = client.pipeline(transaction=False)
         pipe.pexpire(self.keys.snapshot(self.node_id), self.ttl_ms)
         pipe.sadd(self.keys.members, self.node_id)

@@ -227,7 +227,7 @@ class RedisLink:
                 self._on_frame(message["data"])
 
     def submit(self, keys: Sequence[str], payload: bytes) -> None:
-        if not self.connected or len(self._pending) >= MAX_PENDING:
+        if not self.connected or self.closing or len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
         self._pending.append((keys, payload))
