@@ -67,15 +67,25 @@ class Fanout:
         self._counts.pop(feed_key, None)
 
     async def _pulled(self, keys: list[str]) -> list[str]:
-        """The pulled feeds among ``keys``; cached counts are checked without a coroutine per key."""
-        now, threshold, counts = self._clock(), self._config.pull_threshold, self._counts
-        out = []
+        """The pulled feeds among ``keys``: cached counts, and one store round trip for the rest."""
+        now, counts = self._clock(), self._counts
+        known: dict[str, int] = {}
+        missing = []
         for key in keys:
             cached = counts.get(key)
-            count = cached[0] if cached is not None and cached[1] > now else await self.follower_count(key)
-            if count > threshold:
-                out.append(key)
-        return out
+            if cached is not None and cached[1] > now:
+                known[key] = cached[0]
+            else:
+                missing.append(key)
+        if missing:
+            if len(counts) > 100_000:
+                counts.clear()
+            expires = now + self._config.follower_count_ttl_s
+            for key, count in (await self._store.follower_counts(missing)).items():
+                counts[key] = (count, expires)
+                known[key] = count
+        threshold = self._config.pull_threshold
+        return [key for key in keys if known[key] > threshold]
 
     async def is_pulled(self, feed_key: str) -> bool:
         return await self.follower_count(feed_key) > self._config.pull_threshold

@@ -135,6 +135,10 @@ class Store(Protocol):
 
     async def follower_count(self, target: str) -> int: ...
 
+    async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
+        """Follower counts of many feeds in one round trip (every target present, 0 if none)."""
+        ...
+
     # --- feed activity --------------------------------------------------------------------------
     async def set_last_read(self, feed: str, us: int) -> None: ...
 

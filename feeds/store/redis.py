@@ -256,6 +256,13 @@ class RedisStore:
     async def follower_count(self, target: str) -> int:
         return int(await self.r.zcard(self._k("fr", target)))
 
+    async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
+        async with self.r.pipeline(transaction=False) as pipe:
+            for target in targets:
+                pipe.zcard(self._k("fr", target))
+            counts = await pipe.execute()
+        return {t: int(n) for t, n in zip(targets, counts, strict=True)}
+
     # --- feed activity --------------------------------------------------------------------------
     async def set_last_read(self, feed: str, us: int) -> None:
         await self.r.hset(f"{self._p}lr", feed, us)

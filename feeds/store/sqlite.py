@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS follows(
   PRIMARY KEY(source, target)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS follows_target ON follows(target, created_us);
 CREATE INDEX IF NOT EXISTS follows_source ON follows(source, created_us);
+CREATE TABLE IF NOT EXISTS follower_counts(feed TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
 """
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
@@ -318,20 +319,28 @@ class SqliteStore:
     # --- follows --------------------------------------------------------------------------------
     async def follow(self, follows: Sequence[Follow]) -> list[bool]:
         def op(conn: sqlite3.Connection) -> list[bool]:
-            return [
-                conn.execute(
+            created = []
+            for f in follows:
+                cur = conn.execute(
                     "INSERT OR IGNORE INTO follows(source, target, created_us) VALUES (?,?,?)",
                     (f.source, f.target, f.created_us),
-                ).rowcount
-                == 1
-                for f in follows
-            ]
+                )
+                created.append(cur.rowcount == 1)
+                if cur.rowcount == 1:  # counts are denormalised so reads never count(*) a big author
+                    conn.execute(
+                        "INSERT INTO follower_counts(feed, n) VALUES (?, 1) "
+                        "ON CONFLICT(feed) DO UPDATE SET n=n+1",
+                        (f.target,),
+                    )
+            return created
 
         return await self._write(op)
 
     async def unfollow(self, source: str, target: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("DELETE FROM follows WHERE source=? AND target=?", (source, target))
+            if cur.rowcount == 1:
+                conn.execute("UPDATE follower_counts SET n=n-1 WHERE feed=?", (target,))
             return cur.rowcount == 1
 
         return await self._write(op)
@@ -353,7 +362,18 @@ class SqliteStore:
         return [Follow(*r) for r in rows]
 
     async def follower_count(self, target: str) -> int:
-        return int(self._read("SELECT count(*) FROM follows WHERE target=?", (target,))[0][0])
+        rows = self._read("SELECT n FROM follower_counts WHERE feed=?", (target,))
+        return int(rows[0][0]) if rows else 0
+
+    async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
+        out = dict.fromkeys(targets, 0)
+        for start in range(0, len(targets), 500):
+            chunk = list(targets[start : start + 500])
+            rows = self._read(
+                f"SELECT feed, n FROM follower_counts WHERE feed IN ({_marks(len(chunk))})", chunk
+            )
+            out.update(rows)
+        return out
 
     # --- feed activity --------------------------------------------------------------------------
     async def set_last_read(self, feed: str, us: int) -> None:

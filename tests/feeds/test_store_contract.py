@@ -117,10 +117,12 @@ async def test_follows(store: Store) -> None:
     assert [f.target for f in await store.following("t:1")] == ["u:8", "u:9"]
     assert [f.source for f in await store.followers("u:9", offset=1, limit=1)] == ["t:1"]
     assert await store.follower_count("u:9") == 2
+    assert await store.follower_counts(["u:9", "u:8", "u:7"]) == {"u:9": 2, "u:8": 1, "u:7": 0}
     assert await store.unfollow("t:1", "u:9") is True
     assert await store.unfollow("t:1", "u:9") is False
     assert [f.target for f in await store.following("t:1")] == ["u:8"]
     assert await store.followers("u:9") == [Follow("t:2", "u:9", 2)]
+    assert await store.follower_counts(["u:9"]) == {"u:9": 1}
 
 
 async def test_concurrent_writes_all_land(store: Store) -> None:
