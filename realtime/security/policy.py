@@ -100,15 +100,28 @@ def _segment_regex(segment: str) -> str:
 
 
 class ChannelPolicy:
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    """``feed_groups``: with a user token, user 42 may read ``<group>42`` for these groups
+    (Stream's JS client subscribes to a user's own feeds with the user token)."""
+
+    def __init__(self, rules: Iterable[Rule], feed_groups: Iterable[str] = ()) -> None:
         self.rules = list(rules)
+        self.feed_groups = frozenset(feed_groups)
         self._protected: dict[str, bool] = {}
 
     @classmethod
-    def from_config(cls, tables: Iterable[Mapping[str, Any]]) -> ChannelPolicy:
+    def from_config(
+        cls, tables: Iterable[Mapping[str, Any]], feed_groups: Iterable[str] = ()
+    ) -> ChannelPolicy:
         return cls(
-            Rule(str(t["pattern"]), Access(t.get("subscribe", "anyone")), Access(t.get("publish", "anyone")))
-            for t in tables
+            (
+                Rule(
+                    str(t["pattern"]),
+                    Access(t.get("subscribe", "anyone")),
+                    Access(t.get("publish", "anyone")),
+                )
+                for t in tables
+            ),
+            feed_groups,
         )
 
     def _rule(self, channel: str) -> tuple[Rule, re.Match[str]] | None:
@@ -132,13 +145,13 @@ class ChannelPolicy:
         if who.server or channel in who.channels:
             return True
         found = self._rule(channel)
-        return found is None or _allowed(found[0].subscribe, who, found[1])
+        return found is None or _allowed(found[0].subscribe, who, found[1], self.feed_groups)
 
     def may_publish(self, who: Identity, channel: str) -> bool:
         if who.server:
             return True
         found = self._rule(channel)
-        return found is None or _allowed(found[0].publish, who, found[1])
+        return found is None or _allowed(found[0].publish, who, found[1], self.feed_groups)
 
     def routing_keys(self, channel: str) -> list[str]:
         """What a publish to ``channel`` must reach (see the module docstring)."""
@@ -160,7 +173,9 @@ class ChannelPolicy:
         return True
 
 
-def _allowed(access: Access, who: Identity, m: re.Match[str]) -> bool:
+def _allowed(
+    access: Access, who: Identity, m: re.Match[str], feed_groups: frozenset[str] = frozenset()
+) -> bool:
     groups = m.groupdict()
     if access is Access.ANYONE:
         return True
@@ -169,7 +184,13 @@ def _allowed(access: Access, who: Identity, m: re.Match[str]) -> bool:
     if access is Access.OWNER:
         return who.user_id is not None and groups.get("user") == who.user_id
     if access is Access.FEED:
-        return groups.get("feed") is not None and groups["feed"] in who.feeds
+        feed = groups.get("feed")
+        if feed is None:
+            return False
+        if feed in who.feeds:
+            return True
+        owner = who.user_id
+        return owner is not None and feed.endswith(owner) and feed[: -len(owner)] in feed_groups
     return False  # SERVER: who.server was checked by the caller
 
 

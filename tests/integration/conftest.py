@@ -213,7 +213,7 @@ def node() -> NodeRunner:
         pytest.skip("node is not installed: the npm-client tests need Node.js on PATH")
     missing = [
         p
-        for p in ("faye", "cometd", "cometd-nodejs-client", "ws")
+        for p in ("faye", "cometd", "cometd-nodejs-client", "ws", "getstream")
         if not (NODE_DIR / "node_modules" / p).is_dir()
     ]
     if missing:

@@ -69,3 +69,11 @@ def test_from_config_and_bad_access() -> None:
     assert policy.may_publish(ANONYMOUS, "/p/x") and not policy.may_subscribe(ANONYMOUS, "/p/x")
     with pytest.raises(ValueError):
         ChannelPolicy.from_config([{"pattern": "/p/**", "subscribe": "everyone"}])
+
+
+def test_a_user_token_reads_the_users_own_feeds_of_known_groups_only() -> None:
+    policy = ChannelPolicy([Rule("/site-{app}-feed-{feed}", Access.FEED, Access.SERVER)], ["user", "timeline"])
+    bob, ob = Identity(user_id="bob"), Identity(user_id="ob")
+    assert policy.may_subscribe(bob, "/site-1-feed-userbob") and policy.may_subscribe(bob, "/site-1-feed-timelinebob")
+    assert not policy.may_subscribe(ob, "/site-1-feed-userbob"), "'userb' is no group: ob may not read bob's feed"
+    assert not policy.may_subscribe(bob, "/site-1-feed-otherbob")
