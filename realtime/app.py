@@ -31,7 +31,7 @@ from realtime.broker.redis import RedisBroker
 from realtime.engine.engine import Engine
 from realtime.feeds_bridge import BayeuxNotifier, build_feed_service
 from realtime.inprocess import InProcessClient
-from realtime.metrics import Stats, StatsCollector
+from realtime.metrics import BrokerCollector, Stats, StatsCollector
 from realtime.security.guard import build_guard
 from realtime.server import BayeuxServer
 from realtime.settings import Settings
@@ -96,6 +96,7 @@ class RealtimeApp:
                 },
             )
         )
+        self.registry.register(BrokerCollector(self.broker))
         self._mount = settings.mount
         self._mount_prefix = settings.mount.rstrip("/") + "/"
         self._tasks: list[asyncio.Task[None]] = []

@@ -74,3 +74,30 @@ class StatsCollector(Collector):
         yield limits
         for name, (doc, read) in self.gauges.items():
             yield GaugeMetricFamily(f"realtime_{name}", doc, value=read())
+
+
+BROKER_COUNTERS = {
+    "frames_sent": "Cluster messages sent on the broker wire",
+    "frames_received": "Cluster messages received from the broker",
+    "envelopes_sent": "Channel envelopes sent to other nodes (several may share a message)",
+    "envelopes_received": "Channel envelopes received from other nodes",
+    "bytes_sent": "Bytes sent on the broker wire",
+    "bytes_received": "Bytes received from the broker",
+    "dropped": "Publishes dropped while the broker was disconnected or backlogged",
+    "reconnects": "Broker reconnections",
+    "snapshot_loads": "Filter replicas (re)loaded from snapshots",
+    "filter_rebuilds": "Own filter rebuilt at a larger size",
+}
+
+
+class BrokerCollector(Collector):
+    """Whatever of ``BROKER_COUNTERS`` the broker keeps (the memory broker keeps none)."""
+
+    def __init__(self, broker: object) -> None:
+        self.broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc in BROKER_COUNTERS.items():
+            value = getattr(self.broker, name, None)
+            if isinstance(value, int):
+                yield CounterMetricFamily(f"realtime_broker_{name}", doc, value=value)
