@@ -9,7 +9,8 @@ together, ``user42``, or ``*``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jwt
@@ -17,10 +18,18 @@ import jwt
 from feeds.apps import App
 from feeds.errors import ApiKeyError, NotAllowedError, SignatureError
 
+CACHE_TOKENS = 10_000
+
 
 class Authenticator:
-    def __init__(self, apps: Iterable[App]) -> None:
+    """Verifies requests; a verified token is remembered (by app and exact token string) so the
+    server-side clients that send one token for every call pay the HMAC and JSON decode once.
+    Tokens with an ``exp`` claim are re-checked against the clock on every use."""
+
+    def __init__(self, apps: Iterable[App], *, clock: Callable[[], float] = time.time) -> None:
         self._by_key = {app.api_key: app for app in apps}
+        self._verified: dict[tuple[str, str], dict[str, Any]] = {}
+        self._clock = clock
 
     def app_for(self, api_key: str | None) -> App:
         if not api_key:
@@ -29,7 +38,6 @@ class Authenticator:
         if app is None:
             raise ApiKeyError(f"api_key {api_key!r} not found")
         return app
-
     def authenticate(
         self,
         query: Mapping[str, str],
@@ -46,10 +54,7 @@ class Authenticator:
         token = headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not token:
             raise SignatureError("Authorization header with a JWT is required")
-        try:
-            claims: dict[str, Any] = jwt.decode(token, app.api_secret, algorithms=["HS256"])
-        except jwt.PyJWTError as exc:
-            raise SignatureError(f"invalid JWT: {exc}") from None
+        claims = self._claims(app, token)
         if claims.get("resource") not in (resource, "*"):
             raise NotAllowedError(f"token does not grant resource {resource!r}")
         if claims.get("action") not in (action, "*"):
@@ -57,3 +62,19 @@ class Authenticator:
         if feed_id is not None and claims.get("feed_id") not in (feed_id, "*"):
             raise NotAllowedError(f"token is not valid for feed {feed_id!r}")
         return app
+
+    def _claims(self, app: App, token: str) -> dict[str, Any]:
+        cached = self._verified.get((app.api_key, token))
+        if cached is not None:
+            exp = cached.get("exp")
+            if isinstance(exp, int | float) and exp <= self._clock():
+                raise SignatureError("invalid JWT: Signature has expired")
+            return cached
+        try:
+            claims: dict[str, Any] = jwt.decode(token, app.api_secret, algorithms=["HS256"])
+        except jwt.PyJWTError as exc:
+            raise SignatureError(f"invalid JWT: {exc}") from None
+        if len(self._verified) >= CACHE_TOKENS:
+            self._verified.clear()
+        self._verified[(app.api_key, token)] = claims
+        return claims

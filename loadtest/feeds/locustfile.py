@@ -16,7 +16,7 @@ import os
 import random
 
 import jwt
-from locust import HttpUser, constant_throughput, task
+from locust import FastHttpUser, constant_throughput, task
 
 USERS = int(os.environ.get("FEEDS_USERS", "100000"))
 API_KEY = os.environ.get("FEEDS_API_KEY", "bench-key")
@@ -27,7 +27,7 @@ TOKEN = jwt.encode({"resource": "*", "action": "*", "feed_id": "*"}, API_SECRET,
 HEADERS = {"Authorization": TOKEN, "stream-auth-type": "jwt", "Content-Type": "application/json"}
 
 
-class FeedClient(HttpUser):
+class FeedClient(FastHttpUser):  # geventhttpclient: the generator must not be the bottleneck
     wait_time = constant_throughput(RATE)
 
     @task(9)

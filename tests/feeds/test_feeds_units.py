@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import jwt
@@ -110,3 +111,15 @@ def test_auth_checks_key_signature_and_scope() -> None:
     for query, headers, error in cases:
         with pytest.raises(error):
             auth.authenticate(query, headers, resource="feed", action="read", feed_id="user1")
+
+
+def test_verified_tokens_are_cached_but_expiry_still_applies() -> None:
+    now = [time.time()]
+    auth = Authenticator([APP], clock=lambda: now[0])
+    claims = {"resource": "*", "action": "*", "feed_id": "*", "exp": int(now[0]) + 60}
+    headers = _headers(claims)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert auth.authenticate({"api_key": "key"}, headers, resource="feed", action="read") == APP
+    now[0] += 120  # the cached claims must not outlive the token's exp
+    with pytest.raises(SignatureError):
+        auth.authenticate({"api_key": "key"}, headers, resource="feed", action="read")
