@@ -38,6 +38,7 @@ class Authenticator:
         if app is None:
             raise ApiKeyError(f"api_key {api_key!r} not found")
         return app
+
     def authenticate(
         self,
         query: Mapping[str, str],
