@@ -39,13 +39,16 @@ async def _drop_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["sqlite", "sqlite-full", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Every implementation of the store seam; the Redis one under a unique key prefix."""
+    """Every implementation of the store seam (SQLite with its loop writer and its thread writer);
+    the Redis one under a unique key prefix."""
     impl: Store
     prefix = f"test-feeds-{uuid.uuid4().hex}:"
     if request.param == "sqlite":
         impl = SqliteStore(str(tmp_path / "feeds.db"))
+    elif request.param == "sqlite-full":
+        impl = SqliteStore(str(tmp_path / "feeds.db"), durability="full")
     else:
         impl = RedisStore(REDIS_URL, prefix=prefix)
     await impl.start()

@@ -6,6 +6,9 @@ import asyncio
 import sys
 import textwrap
 from pathlib import Path
+from typing import Literal
+
+import pytest
 
 from feeds.activity import Activity
 from feeds.store.base import Entry
@@ -55,8 +58,9 @@ async def test_acknowledged_writes_survive_a_killed_process(tmp_path: Path) -> N
         await store.close()
 
 
-async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "f.db"))
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_concurrent_writes_share_commits(tmp_path: Path, durability: Literal["normal", "full"]) -> None:
+    store = SqliteStore(str(tmp_path / "f.db"), durability=durability)
     await store.start()
     commits = 0
     original = store._run_batch
@@ -64,11 +68,12 @@ async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
     def counting(conn, batch):  # type: ignore[no-untyped-def]
         nonlocal commits
         commits += 1
-        original(conn, batch)
+        return original(conn, batch)
 
     store._run_batch = counting  # type: ignore[method-assign]
     try:
-        await asyncio.gather(*(store.add_entries(["f"], [Entry(i)], cap=1000) for i in range(1, 301)))
+        writes = asyncio.gather(*(store.add_entries(["f"], [Entry(i)], cap=1000) for i in range(1, 301)))
+        await asyncio.wait_for(writes, 30)
         assert len(await store.read_entries("f", limit=1000)) == 300
         assert commits < 300  # group commit: many writes per transaction
     finally:
