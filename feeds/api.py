@@ -251,6 +251,9 @@ def feed_routes(service: FeedService) -> list[BaseRoute]:
         (f"{feed}/followers/", api.followers, "GET"),
         (f"{feed}/", api.add, "POST"),
         (f"{feed}/", api.read, "GET"),
+        # Enriched reads: without collections or reactions there is nothing to enrich.
+        (f"/enrich{feed}/", api.read, "GET"),
+        ("/enrich/activities/", api.get_activities, "GET"),
         (f"{feed}/{{activity_id}}/", api.remove, "DELETE"),
         ("/feed_targets/{group}/{user_id}/activity_to_targets/", api.to_targets, "POST"),
         ("/follow_many/", api.follow_many, "POST"),

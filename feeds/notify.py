@@ -47,10 +47,11 @@ class FeedUpdate:
             "deleted": self.deleted,
             "deleted_foreign_ids": self.deleted_foreign_ids,
         }
+        # Stream's clients type these as 'all' | 'current' | group ids.
         if self.mark_seen is not None:
-            out["mark_seen"] = self.mark_seen
+            out["mark_seen"] = "all" if self.mark_seen is True else self.mark_seen
         if self.mark_read is not None:
-            out["mark_read"] = self.mark_read
+            out["mark_read"] = "all" if self.mark_read is True else self.mark_read
         return out
 
 

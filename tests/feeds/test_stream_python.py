@@ -55,6 +55,8 @@ def test_add_and_read_with_cursors(client: Any) -> None:
     assert ids(feed.get(limit=10, id_gt=all_ids[3])) == all_ids[:3]
     assert ids(feed.get(limit=10, id_gte=all_ids[3])) == all_ids[:4]
     assert feed.get(limit=2)["next"].endswith(f"id_lt={all_ids[1]}&limit=2")
+    assert ids(feed.get(limit=2, enrich=True)) == all_ids[:2]
+    assert ids(client.get_activities(ids=all_ids[:2], enrich=True)) == all_ids[:2]
 
 
 def test_foreign_id_time_is_idempotent_and_queryable(client: Any) -> None:
@@ -203,7 +205,11 @@ def test_aggregated_and_notification_feeds(client: Any, notifier: Any) -> None:
     assert second["unseen"] == 0 and second["unread"] == 2 and second["results"][0]["is_seen"]
     assert notif.get()["unread"] == 1
     marks = [u for u in notifier.updates if u.feed_id == f"notification:{owner}" and u.mark_seen is not None]
-    assert marks[-1].message()["mark_seen"] is True
+    assert marks[-1].message()["mark_seen"] == "all"
+    read_marks = [
+        u for u in notifier.updates if u.feed_id == f"notification:{owner}" and u.mark_read is not None
+    ]
+    assert read_marks[-1].message()["mark_read"] == [first["results"][0]["id"]]
 
 
 def test_ranking(client: Any) -> None:
