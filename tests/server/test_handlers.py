@@ -121,7 +121,10 @@ async def test_extensions(node: Node) -> None:
         def incoming(self, message: Message, ctx: Any) -> Message | None:
             if message.get("channel") == "/drop":
                 return None
-            if message.get("channel") == "/meta/subscribe" and message.get("ext", {}).get("passphrase") != "t":
+            if (
+                message.get("channel") == "/meta/subscribe"
+                and message.get("ext", {}).get("passphrase") != "t"
+            ):
                 message["error"] = "403::Authentication required"
             return message
 
