@@ -62,9 +62,10 @@ def _entry(member: bytes, meta: bytes) -> Entry:
 
 
 class RedisStore:
-    def __init__(self, url: str, *, prefix: str = "feeds:") -> None:
+    def __init__(self, url: str, *, prefix: str = "feeds:", max_connections: int = 64) -> None:
         self._url = url
         self._p = prefix
+        self._max_connections = max_connections
         self._redis: aioredis.Redis | None = None
 
     @property
@@ -74,7 +75,9 @@ class RedisStore:
         return self._redis
 
     async def start(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._url)
+        # A blocking pool: a burst of concurrent requests waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(self._url, max_connections=self._max_connections)
+        self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
         self._put = self._redis.register_script(_PUT)
         self._trim = self._redis.register_script(_TRIM)
