@@ -84,7 +84,7 @@ class RedisStore:
 
     async def close(self) -> None:
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)  # the pool is ours, not shared
             self._redis = None
 
     def _k(self, kind: str, name: str) -> str:
