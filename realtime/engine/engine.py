@@ -37,17 +37,18 @@ SHUTDOWN = "shutdown"
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+# Each random byte picks one of 36 characters (b % 36); 31 of them carry ~160 bits,
+# like Faye's ids. 256 is not a multiple of 36, so 4 characters are 8/256 likely
+# instead of 7/256: 5.16 bits per character instead of 5.17.
+_BASE36 = bytes(_ALPHABET.encode()[b % 36] for b in range(256))
+
+
 def new_client_id(node_id: str) -> str:
-    """``<node>-<160 CSPRNG bits in base 36>``: URL-safe, and names the owning node.
+    """``<node>-<31 random [0-9a-z]>``: URL-safe, and names the owning node.
 
     Node ids are ``[a-z0-9]`` (settings check it), so the last ``-`` splits the two.
     """
-    n = secrets.randbits(160)
-    out = []
-    while n:
-        n, r = divmod(n, 36)
-        out.append(_ALPHABET[r])
-    return node_id + "-" + "".join(reversed(out)).rjust(31, "0")
+    return node_id + "-" + secrets.token_bytes(31).translate(_BASE36).decode("ascii")
 
 
 def owner_of(client_id: str) -> str:
