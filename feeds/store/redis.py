@@ -9,6 +9,7 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
 * ``fr:<target>`` / ``fo:<source>`` sorted sets of followers / followings scored by follow time.
 * ``lr`` hash feed -> last read time (us).
 
+Timelines are trimmed lazily (about one insert in ``TRIM_EVERY`` per feed), as in SqliteStore.
 Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
 check with its write.  Removal by foreign_id or origin, and tag filters, scan the (capped) timeline's
 entry hash: acceptable because timelines are capped, and the price of not keeping more indexes.
@@ -17,6 +18,7 @@ Durability is Redis's own (AOF/RDB settings of the server).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +48,9 @@ for i = 1, #old, 1000 do
 end
 return #old
 """
+
+
+TRIM_EVERY = 32
 
 
 def _member(activity_id: int) -> bytes:
@@ -143,13 +148,15 @@ class RedisStore:
             return
         zmap = {_member(e.id): 0 for e in entries}
         metas = [(_member(e.id), _meta(e)) for e in entries]
+        odds = len(entries) / TRIM_EVERY
         async with self.r.pipeline(transaction=False) as pipe:
             for feed in feeds:
                 tkey, ekey = self._k("t", feed), self._k("e", feed)
                 pipe.zadd(tkey, zmap, nx=True)
                 for member, meta in metas:
                     pipe.hsetnx(ekey, member, meta)
-                await self._trim(keys=[tkey, ekey], args=[cap], client=pipe)
+                if odds >= 1 or random.random() < odds:  # lazy trimming, as in SqliteStore
+                    await self._trim(keys=[tkey, ekey], args=[cap], client=pipe)
             await pipe.execute()
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:

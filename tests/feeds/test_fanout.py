@@ -124,3 +124,20 @@ async def test_large_push_finishes_in_the_background(store: Store, clock: Clock)
     await svc.drain()
     for fan in ("a", "b", "c"):
         assert await stored_ids(store, svc.feed(APP, "timeline", fan).key) == [posted]
+
+
+class FailingNotifier:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def feeds_changed(self, updates: object) -> None:
+        self.calls += 1
+        raise RuntimeError("bridge down")
+
+
+async def test_a_failing_notifier_does_not_fail_the_write(store: Store, clock: Clock) -> None:
+    notifier = FailingNotifier()
+    svc = FeedService(store, [APP], [FeedGroup("user")], notifier, clock=clock)
+    posted = await post(svc, "a", "x")
+    assert notifier.calls == 1
+    assert await stored_ids(store, svc.feed(APP, "user", "a").key) == [posted]
