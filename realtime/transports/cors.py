@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -13,7 +13,7 @@ def allowed(origin: str, allow_list: Sequence[str]) -> bool:
     return "*" in allow_list or origin in allow_list
 
 
-def cors_headers(headers: dict[str, str], allow_list: Sequence[str]) -> Headers:
+def cors_headers(headers: Mapping[str, str], allow_list: Sequence[str]) -> Headers:
     origin = headers.get("origin")
     if not origin or not allowed(origin, allow_list):
         return []
@@ -23,7 +23,7 @@ def cors_headers(headers: dict[str, str], allow_list: Sequence[str]) -> Headers:
     ]
 
 
-def preflight_headers(headers: dict[str, str], allow_list: Sequence[str]) -> Headers:
+def preflight_headers(headers: Mapping[str, str], allow_list: Sequence[str]) -> Headers:
     origin = headers.get("origin") or headers.get("referer") or "*"
     if origin != "*" and not allowed(origin, allow_list):
         return []

@@ -18,6 +18,7 @@ from realtime.bayeux.errors import BadRequest
 from realtime.server import BayeuxServer, Context, PendingConnect
 from realtime.transports.cors import cors_headers, preflight_headers
 from realtime.transports.forwarding import forward_batch, give_back, remote_owner
+from realtime.transports.headers import RawHeaders
 
 Scope = dict[str, Any]
 Header = tuple[bytes, bytes]
@@ -29,8 +30,8 @@ JS_TYPE = b"text/javascript; charset=utf-8"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 
 
-def header_map(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+def header_map(scope: Scope) -> RawHeaders:
+    return RawHeaders(scope.get("headers", ()))
 
 
 async def respond(
@@ -80,7 +81,7 @@ async def serve_http(scope: Scope, receive: Any, send: Any, server: BayeuxServer
     try:
         if method == "POST":
             body = await read_body(receive, settings.max_message_bytes)
-            if headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+            if (headers.get("content-type") or "").split(";")[0].strip().lower() == "application/json":
                 raw: bytes | str = body
             else:
                 raw = form_message(body)
