@@ -54,12 +54,7 @@ def check_handshake(message: Message, server_types: Sequence[str]) -> str | None
 
 
 def check_connect(message: Message, exists: bool, server_types: Sequence[str]) -> str | None:
-    error = None
-    cid = _client_id(message)
-    if not exists:
-        error = error_string(CLIENT_UNKNOWN, cid or "")
-    if cid is None:
-        error = error_string(PARAMETER_MISSING, "clientId")
+    error = check_client(message, exists)
     ctype = message.get("connectionType")
     if ctype and (not isinstance(ctype, str) or ctype not in server_types):
         error = error_string(CONNECTION_TYPE_MISMATCH, str(ctype)[:64])

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from .redis_server import free_port
+from helpers.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"

@@ -19,15 +19,9 @@ import uuid
 from pathlib import Path
 
 import redis
+from helpers.net import free_port
 
 START_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def free_cluster_port() -> int:

@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.net import free_port
 
 from .bayeux_wire import Wire
 
@@ -38,13 +38,6 @@ NODE_DIR = REPO / "tests" / "node"
 STARTUP_S = 20.0
 STOP_S = 10.0
 MODULE_TIMEOUT_S = 3.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
