@@ -41,6 +41,7 @@ from realtime.broker.redis_wire import KeySpace, pack_envelopes
 log = logging.getLogger("realtime.broker.redis")
 
 MAX_PENDING = 200_000  # publishes queued behind a slow pipeline before new ones are dropped
+CLOSE_S = 2.0  # the longest a connection close may take before it is abandoned
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
@@ -157,7 +158,7 @@ class RedisLink:
                 self._fail_flush(ConnectionError("Redis connection lost"))
                 self._first_attempt.set()
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await asyncio.wait_for(client.aclose(), CLOSE_S)
             if self.closing:
                 return
             if loop.time() - began > 10 * BACKOFF_MAX_S:
@@ -187,16 +188,21 @@ class RedisLink:
             readers = list(pubsub.node_pubsub_mapping.values()) if self.cluster else [pubsub]
             await _first_failure(*map(self._read, readers), self._send_loop(client), self._maintain(client))
         finally:
+            # Bounded: after a cancel, redis-py's cluster client may keep retrying in here,
+            # and an unbounded close would hang the node's shutdown.
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), CLOSE_S)
 
     async def _stop_link(self) -> None:
         self.closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        supervisor = self._supervisor
+        self._supervisor = None
+        if supervisor is not None:
+            supervisor.cancel()
+            done, _ = await asyncio.wait((supervisor,), timeout=2 * CLOSE_S)
+            if not done:
+                log.warning("Redis link did not stop within %.0f s; leaving it cancelled", 2 * CLOSE_S)
+                supervisor.cancel()
 
     # -- hooks for the broker -----------------------------------------------------------------
 
