@@ -9,7 +9,7 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
 * ``fr:<target>`` / ``fo:<source>`` sorted sets of followers / followings scored by follow time.
 * ``lr`` hash feed -> last read time (us).
 
-Timelines are trimmed lazily (about one insert in ``TRIM_EVERY`` per feed), as in SqliteStore.
+Timelines are trimmed lazily (``feeds.store.trim``), as in SqliteStore.
 Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
 check with its write.  Removal by foreign_id or origin, and tag filters, scan the (capped) timeline's
 entry hash: acceptable because timelines are capped, and the price of not keeping more indexes.
@@ -18,7 +18,6 @@ Durability is Redis's own (AOF/RDB settings of the server).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import redis.asyncio as aioredis
 
 from feeds.activity import Activity
 from feeds.store.base import Bounds, Entry, Follow
+from feeds.store.trim import TrimSchedule
 
 _PUT = """
 if ARGV[1] ~= '' then
@@ -50,9 +50,6 @@ return #old
 """
 
 
-TRIM_EVERY = 32
-
-
 def _member(activity_id: int) -> bytes:
     return b"%019d" % activity_id
 
@@ -72,6 +69,7 @@ class RedisStore:
         self._p = prefix
         self._max_connections = max_connections
         self._redis: aioredis.Redis | None = None
+        self._trims = TrimSchedule()
 
     @property
     def r(self) -> Any:  # redis-py's response types are unions of str/bytes; ours are always bytes
@@ -148,14 +146,14 @@ class RedisStore:
             return
         zmap = {_member(e.id): 0 for e in entries}
         metas = [(_member(e.id), _meta(e)) for e in entries]
-        odds = len(entries) / TRIM_EVERY
+        due = set(self._trims.due(feeds, len(entries)))
         async with self.r.pipeline(transaction=False) as pipe:
             for feed in feeds:
                 tkey, ekey = self._k("t", feed), self._k("e", feed)
                 pipe.zadd(tkey, zmap, nx=True)
                 for member, meta in metas:
                     pipe.hsetnx(ekey, member, meta)
-                if odds >= 1 or random.random() < odds:  # lazy trimming, as in SqliteStore
+                if feed in due:  # lazy trimming (feeds.store.trim)
                     await self._trim(keys=[tkey, ekey], args=[cap], client=pipe)
             await pipe.execute()
 

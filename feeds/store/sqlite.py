@@ -19,8 +19,8 @@ paid on the hot read path.
 
 Timelines.  Entries have one index, the primary key (feed, id): removal by foreign_id or origin
 scans the feed's rows, which are capped, so fan-out inserts touch a single B-tree.  Trimming to the
-cap runs for a feed on about one insert in ``TRIM_EVERY``, so a timeline may hold up to roughly
-``TRIM_EVERY`` entries beyond its cap between trims; reads are unaffected.
+cap runs for a feed once every ``TRIM_EVERY`` inserted entries (``feeds.store.trim``), so a
+timeline may hold up to that many entries beyond its cap between trims; reads are unaffected.
 
 Durability.  ``synchronous`` is ``NORMAL`` by default: a write acknowledged to its caller survives a
 killed process (the WAL frame is in the OS), and a power loss may drop the last transactions.  Set
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import random
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ import orjson
 
 from feeds.activity import Activity
 from feeds.store.base import Bounds, Entry, Follow
+from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
 _Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS follower_counts(feed TEXT PRIMARY KEY, n INTEGER NOT 
 CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
 """
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
-TRIM_EVERY = 32
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
@@ -92,6 +91,7 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._pending: list[_Op] = []
+        self._trims = TrimSchedule()
         self._flush_scheduled = False
         self._stop_checkpoints = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -275,6 +275,8 @@ class SqliteStore:
 
     # --- timeline store -------------------------------------------------------------------------
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
+        due = self._trims.due(feeds, len(entries))
+
         def op(conn: sqlite3.Connection) -> None:
             rows = [
                 (
@@ -292,11 +294,10 @@ class SqliteStore:
                 f"INSERT OR IGNORE INTO entries(feed, {_ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
                 [(feed, *row) for feed in feeds for row in rows],
             )
-            odds = len(rows) / TRIM_EVERY
             conn.executemany(
                 "DELETE FROM entries WHERE feed=?1 AND id <= "
                 "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                [(feed, cap) for feed in feeds if odds >= 1 or random.random() < odds],
+                [(feed, cap) for feed in due],
             )
 
         await self._write(op)
