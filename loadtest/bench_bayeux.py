@@ -340,6 +340,7 @@ def main() -> None:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     errors: list[str] = []
     warnings: list[str] = []
+    revision = git_revision()  # at the start: others may commit to a shared tree during the run
     load_before = os.getloadavg()
     started = time.time()
     for scenario in scenarios:
@@ -378,7 +379,7 @@ def main() -> None:
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
