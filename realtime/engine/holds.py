@@ -17,6 +17,7 @@ TIMEOUT = "timeout"
 MESSAGES = "messages"
 SUPERSEDED = "superseded"
 IMMEDIATE = "immediate"
+GONE = "gone"  # the request holding the connect went away
 
 
 class _Hold:
@@ -73,7 +74,9 @@ class Holds:
         """The request behind ``future`` went away: drop its hold if still current."""
         hold = self._held.get(client_id)
         if hold is not None and hold.future is future:
-            self.release(client_id, TIMEOUT)
+            self.release(client_id, GONE)
+        elif not future.done():
+            future.set_result(GONE)
 
     def release_all(self, reason: str) -> None:
         for cid in list(self._held):

@@ -16,7 +16,7 @@ class RawHeaders(Mapping[str, str]):
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         key = name.lower().encode("latin-1")
         for k, v in self._raw:
-            if k == key or k.lower() == key:  # ASGI lowercases names; be lenient anyway
+            if k == key:  # ASGI servers lowercase header names
                 return v.decode("latin-1")
         return default
 

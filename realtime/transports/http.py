@@ -169,21 +169,30 @@ async def _forwarded(
 
 
 async def _wait(pending: PendingConnect, receive: Any, server: BayeuxServer) -> bool:
-    """Wait for the hold to end; False if the client went away first."""
+    """Wait for the hold to end; False if the client went away first.
+
+    A watcher task reads the request's ``http.disconnect``; if it comes while the hold is
+    open, its callback abandons the hold (the session's messages stay queued). Callbacks
+    instead of ``asyncio.wait``: this runs once per long-poll, on the hot path.
+    """
     future = pending.future
     if future.done():
         return True
     watcher = asyncio.ensure_future(_disconnected(receive))
+    cid = pending.session.client_id
+    holds = server.engine.holds
+
+    def on_gone(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and not future.done():
+            holds.abandon(cid, future)  # resolves the future: the wait below ends
+
+    watcher.add_done_callback(on_gone)
     try:
-        await asyncio.wait((future, watcher), return_when=asyncio.FIRST_COMPLETED)
-        if future.done():
-            # Let a disconnect that arrived in the same tick be seen before we drain.
-            await asyncio.sleep(0)
+        await future
     finally:
-        gone = watcher.done()
-        watcher.cancel()
-    if not future.done():
-        server.engine.holds.abandon(pending.session.client_id, future)
+        gone = watcher.done() and not watcher.cancelled()
+        if not gone:
+            watcher.cancel()
     return not gone
 
 
