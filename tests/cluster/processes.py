@@ -39,8 +39,14 @@ class NodeProcess:
         cmd = [sys.executable, "-m", "realtime", "serve", "--port", str(self.port)]
         cmd += ["--broker", broker_url, "--node-id", node_id, "--timeout", "5", *extra]
         with open(self.log_path, "wb") as log:
+            # Each node keeps its feed store under the test's directory, not the repository.
+            store = {"REALTIME_FEEDS_STORE": f"sqlite:{log_dir}/feeds-{node_id}.sqlite3"}
             self.proc = subprocess.Popen(
-                cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+                cmd,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **store, **(env or {})},
             )
 
     @property
