@@ -248,9 +248,14 @@ class BayeuxServer:
         ctx.bound = session
         session.sink = sink
         if session.queued:
-            for payload in session.drain():
-                if sink.deliver(Outbound(payload)) is Outcome.OVERFLOW:
+            backlog = session.drain()
+            for i, payload in enumerate(backlog):
+                outcome = sink.deliver(Outbound(payload))
+                if outcome is Outcome.OVERFLOW:
                     self.engine.destroy(session, eng.OVERFLOW)
+                    return
+                if outcome is Outcome.QUEUE:  # the socket is already closing: keep the rest
+                    session.requeue(backlog[i:])
                     return
 
     def unbind(self, ctx: Context) -> None:

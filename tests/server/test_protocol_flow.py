@@ -162,3 +162,26 @@ async def test_server_shutdown_answers_held_connects_with_advice(node: Node) -> 
         {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}
     )
     assert not refused[0]["successful"]
+
+
+async def test_binding_a_closing_socket_keeps_the_backlog(node: Node) -> None:
+    from realtime.bayeux.outbound import Outbound
+    from realtime.bayeux.session import Outcome
+    from realtime.server import Context
+
+    class ClosingSink:
+        def deliver(self, out: Outbound) -> Outcome:
+            return Outcome.QUEUE
+
+        def close(self, reason: str) -> None:
+            pass
+
+    cid = await node.handshake()
+    await node.send(subscribe(cid, "/b"))
+    for i in range(3):
+        await node.send({"channel": "/b", "data": i})
+    session = node.engine.sessions[cid]
+    node.server.bind(session, Context("websocket", sink=ClosingSink()))
+    session.sink = None
+    reply = await node.send(connect(cid, advice={"timeout": 0}))
+    assert [m.get("data") for m in reply[1:]] == [0, 1, 2]
