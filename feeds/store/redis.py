@@ -37,17 +37,38 @@ if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return {2, false} e
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return {0, false}
 """
-_TRIM = """
-local n = redis.call('ZCARD', KEYS[1])
+_ADD = """
+local n = tonumber(ARGV[2])
+local due = ARGV[3 + 2 * n]
 local cap = tonumber(ARGV[1])
-if n <= cap then return 0 end
-local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
-for i = 1, #old, 1000 do
-  redis.call('HDEL', KEYS[2], unpack(old, i, math.min(i + 999, #old)))
+for f = 1, #KEYS / 2 do
+  local tkey, ekey = KEYS[2 * f - 1], KEYS[2 * f]
+  for i = 3, 2 + n, 500 do
+    local z = {}
+    for j = i, math.min(i + 499, 2 + n) do
+      z[#z + 1] = 0
+      z[#z + 1] = ARGV[j]
+    end
+    redis.call('ZADD', tkey, 'NX', unpack(z))
+  end
+  for i = 3, 2 + n do
+    redis.call('HSETNX', ekey, ARGV[i], ARGV[i + n])
+  end
+  if string.byte(due, f) == 49 then
+    local size = redis.call('ZCARD', tkey)
+    if size > cap then
+      local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
+      redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
+      for i = 1, #old, 1000 do
+        redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
+      end
+    end
+  end
 end
-return #old
+return 0
 """
+# Entry writes per _ADD call: bounds how long one script holds the (single-threaded) server.
+_ADD_OPS = 2000
 
 
 def _member(activity_id: int) -> bytes:
@@ -83,7 +104,7 @@ class RedisStore:
         self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
         self._put = self._redis.register_script(_PUT)
-        self._trim = self._redis.register_script(_TRIM)
+        self._add = self._redis.register_script(_ADD)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -142,19 +163,24 @@ class RedisStore:
 
     # --- timeline store -------------------------------------------------------------------------
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
-        if not entries:
+        """Per feed, in order: ZADD NX the members, HSETNX each entry's columns, trim if due.
+
+        One ``_ADD`` script call per chunk of feeds, all chunks in one pipeline: a round trip and a
+        command per chunk instead of per feed and entry (redis-py's per-command cost dominated).
+        """
+        if not feeds or not entries:
             return
-        zmap = {_member(e.id): 0 for e in entries}
-        metas = [(_member(e.id), _meta(e)) for e in entries]
+        members = [_member(e.id) for e in entries]
+        entry_args: list[Any] = [cap, len(entries), *members, *(_meta(e) for e in entries)]
         due = set(self._trims.due(feeds, len(entries)))
+        step = max(1, _ADD_OPS // (len(entries) + 1))
+        p = self._p
         async with self.r.pipeline(transaction=False) as pipe:
-            for feed in feeds:
-                tkey, ekey = self._k("t", feed), self._k("e", feed)
-                pipe.zadd(tkey, zmap, nx=True)
-                for member, meta in metas:
-                    pipe.hsetnx(ekey, member, meta)
-                if feed in due:  # lazy trimming (feeds.store.trim)
-                    await self._trim(keys=[tkey, ekey], args=[cap], client=pipe)
+            for start in range(0, len(feeds), step):
+                chunk = feeds[start : start + step]
+                keys = [k for feed in chunk for k in (f"{p}t:{feed}", f"{p}e:{feed}")]
+                flags = b"".join(b"1" if feed in due else b"0" for feed in chunk)
+                await self._add(keys=keys, args=[*entry_args, flags], client=pipe)
             await pipe.execute()
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
