@@ -43,16 +43,21 @@ local due = ARGV[3 + 2 * n]
 local cap = tonumber(ARGV[1])
 for f = 1, #KEYS / 2 do
   local tkey, ekey = KEYS[2 * f - 1], KEYS[2 * f]
-  for i = 3, 2 + n, 500 do
-    local z = {}
-    for j = i, math.min(i + 499, 2 + n) do
-      z[#z + 1] = 0
-      z[#z + 1] = ARGV[j]
+  if n == 1 then  -- the fan-out case: skip building the member table
+    redis.call('ZADD', tkey, 'NX', 0, ARGV[3])
+    redis.call('HSETNX', ekey, ARGV[3], ARGV[4])
+  else
+    for i = 3, 2 + n, 500 do
+      local z = {}
+      for j = i, math.min(i + 499, 2 + n) do
+        z[#z + 1] = 0
+        z[#z + 1] = ARGV[j]
+      end
+      redis.call('ZADD', tkey, 'NX', unpack(z))
     end
-    redis.call('ZADD', tkey, 'NX', unpack(z))
-  end
-  for i = 3, 2 + n do
-    redis.call('HSETNX', ekey, ARGV[i], ARGV[i + n])
+    for i = 3, 2 + n do
+      redis.call('HSETNX', ekey, ARGV[i], ARGV[i + n])
+    end
   end
   if string.byte(due, f) == 49 then
     local size = redis.call('ZCARD', tkey)
@@ -174,11 +179,12 @@ class RedisStore:
         entry_args: list[Any] = [cap, len(entries), *members, *(_meta(e) for e in entries)]
         due = set(self._trims.due(feeds, len(entries)))
         step = max(1, _ADD_OPS // (len(entries) + 1))
-        p = self._p
+        t, e = f"{self._p}t:".encode(), f"{self._p}e:".encode()
         async with self.r.pipeline(transaction=False) as pipe:
             for start in range(0, len(feeds), step):
                 chunk = feeds[start : start + step]
-                keys = [k for feed in chunk for k in (f"{p}t:{feed}", f"{p}e:{feed}")]
+                # bytes: redis-py's encoder passes them through untouched (this list is per follower)
+                keys = [k for b in (f.encode() for f in chunk) for k in (t + b, e + b)]
                 flags = b"".join(b"1" if feed in due else b"0" for feed in chunk)
                 await self._add(keys=keys, args=[*entry_args, flags], client=pipe)
             await pipe.execute()
