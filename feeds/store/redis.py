@@ -72,6 +72,20 @@ for f = 1, #KEYS / 2 do
 end
 return 0
 """
+_ACTIVE = """
+local sources = redis.call('ZRANGE', KEYS[1], 0, -1)
+local since = tonumber(ARGV[1])
+local out = {}
+for i = 1, #sources, 1000 do
+  local last = math.min(i + 999, #sources)
+  local stamps = redis.call('HMGET', KEYS[2], unpack(sources, i, last))
+  for j = 1, last - i + 1 do
+    local t = stamps[j]
+    if t and tonumber(t) >= since then out[#out + 1] = sources[i + j - 1] end
+  end
+end
+return out
+"""
 # Entry writes per _ADD call: bounds how long one script holds the (single-threaded) server.
 _ADD_OPS = 2000
 
@@ -110,6 +124,7 @@ class RedisStore:
         await self._redis.ping()
         self._put = self._redis.register_script(_PUT)
         self._add = self._redis.register_script(_ADD)
+        self._active = self._redis.register_script(_ACTIVE)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -312,10 +327,6 @@ class RedisStore:
         return None if value is None else int(value)
 
     async def active_followers(self, target: str, since_us: int) -> list[str]:
-        sources = [m.decode() for m in await self.r.zrange(self._k("fr", target), 0, -1)]
-        active: list[str] = []
-        for start in range(0, len(sources), 1000):
-            chunk = sources[start : start + 1000]
-            stamps = await self.r.hmget(f"{self._p}lr", chunk)
-            active += [s for s, t in zip(chunk, stamps, strict=True) if t is not None and int(t) >= since_us]
-        return active
+        # Filtered server side: one round trip, and only the active followers cross the wire.
+        active = await self._active(keys=[self._k("fr", target), f"{self._p}lr"], args=[since_us])
+        return [m.decode() for m in active]
