@@ -18,17 +18,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from realtime.bayeux.messages import Message
 
 log = logging.getLogger("realtime.extensions")
 
 MaybeAwaitable = Message | None | Awaitable[Message | None]
-
-
-class Extension(Protocol):
-    """Implement either method or both; missing ones are skipped."""
 
 
 async def run_chain(

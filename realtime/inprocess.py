@@ -50,9 +50,8 @@ class InProcessClient:
         result = await self.server.process([message], self._ctx)
         if result.pending is not None:
             await result.pending.future
-            encoded = await self.server.finish(result.pending)
-            result.replies.insert(0, encoded or b"{}")
-        reply: Message = orjson.loads(result.replies[0]) if result.replies else {}
+        parts = await self.server.collect(result)
+        reply: Message = orjson.loads(parts[0]) if parts else {}
         if not reply.get("successful"):
             error = str(reply.get("error", "500::no reply"))
             code, _, rest = error.partition(":")

@@ -126,6 +126,19 @@ class BayeuxServer:
         """The connect reply once its hold has ended."""
         return await self._encode(self._final_reply(pending), pending.ctx)
 
+    async def collect(self, result: BatchResult) -> list[bytes]:
+        """A batch's whole answer once any hold has ended: the connect reply, the other
+        replies, then the messages queued for an unbound session (HTTP and forwarding)."""
+        pending = result.pending
+        if pending is None:
+            return result.replies
+        encoded = await self.finish(pending)
+        parts = ([encoded] if encoded is not None else []) + result.replies
+        session = pending.session
+        if not session.closed and session.sink is None:
+            parts.extend(session.drain())
+        return parts
+
     def _final_reply(self, pending: PendingConnect) -> Message:
         reason = pending.future.result() if pending.future.done() else eng.SHUTDOWN
         reply = pending.reply

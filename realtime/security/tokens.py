@@ -32,9 +32,6 @@ class AppRegistry:
         self._by_key = {a.api_key: a for a in self.apps}
         self._by_id = {a.app_id: a for a in self.apps}
 
-    def by_key(self, api_key: str) -> App | None:
-        return self._by_key.get(api_key)
-
     def _app_for(self, token: str, api_key: object) -> App:
         if isinstance(api_key, str) and api_key:
             app = self._by_key.get(api_key)

@@ -79,13 +79,6 @@ async def serve_forwarded(server: BayeuxServer, payload: bytes) -> bytes:
         return b"[]"
     ctx = Context(str(request.get("t", "long-polling")))
     result = await server.process(list(request.get("b", [])), ctx)
-    parts = result.replies
-    pending = result.pending
-    if pending is not None:
-        await pending.future
-        encoded = await server.finish(pending)
-        parts = ([encoded] if encoded is not None else []) + parts
-        session = pending.session
-        if not session.closed and session.sink is None:
-            parts.extend(session.drain())
-    return join(parts)
+    if result.pending is not None:
+        await result.pending.future
+    return join(await server.collect(result))

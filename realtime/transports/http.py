@@ -123,17 +123,9 @@ async def serve_http(scope: Scope, receive: Any, send: Any, server: BayeuxServer
                 await _answer(send, callback, relayed, cors)
                 return
         result = await server.process(batch, ctx)
-        parts = result.replies
-        pending = result.pending
-        if pending is not None:
-            if not await _wait(pending, receive, server):
-                return
-            encoded = await server.finish(pending)
-            parts = ([encoded] if encoded is not None else []) + parts
-            session = pending.session
-            if not session.closed and session.sink is None:
-                parts.extend(session.drain())
-        await _answer(send, callback, join(parts), cors)
+        if result.pending is not None and not await _wait(result.pending, receive, server):
+            return
+        await _answer(send, callback, join(await server.collect(result)), cors)
     finally:
         server.stats.closed(transport)
 
