@@ -35,7 +35,6 @@ from realtime.metrics import BrokerCollector, Stats, StatsCollector
 from realtime.security.guard import build_guard
 from realtime.server import BayeuxServer
 from realtime.settings import Settings
-from realtime.transports.cors import allowed
 from realtime.transports.direct_socket import DirectSocket
 from realtime.transports.eventsource import serve_eventsource, wants_eventsource
 from realtime.transports.forwarding import serve_forwarded
@@ -177,14 +176,10 @@ class RealtimeApp:
         self, proto: FastWebSocketProtocol, origin: str | None, remote: str | None
     ) -> DirectSocket | None:
         """A Bayeux session for an accepted upgrade, or None to refuse it (HTTP 403)."""
-        if origin is not None and not allowed(origin, self.settings.ws_origins):
-            self.stats.limited("origin")
+        guard = self.guard
+        if not guard.admit_connection(remote, origin):
             return None
-        connections = self.guard.connections
-        if not connections.acquire(remote):
-            self.stats.limited("connections_per_ip")
-            return None
-        return DirectSocket(proto, self.server, remote, lambda: connections.release(remote))
+        return DirectSocket(proto, self.server, remote, lambda: guard.release_connection(remote))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]

@@ -25,6 +25,7 @@ from realtime.security.limits import Counts, KeyedBuckets
 from realtime.security.policy import ANONYMOUS, ChannelPolicy, Identity
 from realtime.security.tokens import AppRegistry, TokenError
 from realtime.settings import Settings
+from realtime.transports.cors import allowed
 
 log = logging.getLogger("realtime.security")
 
@@ -108,6 +109,21 @@ class Guard:
             return self._limited("sessions_per_ip", "sessions")
         session.remote = remote
         return None
+
+    def admit_connection(self, remote: str | None, origin: str | None = None) -> bool:
+        """A long-lived connection (WebSocket, EventSource) may open: its Origin, if it sends
+        one, is allowed, and its address is under its connection count. Refusals are counted;
+        an admitted connection must call ``release_connection`` when it ends."""
+        if origin is not None and not allowed(origin, self.settings.ws_origins):
+            self.stats.limited("origin")
+            return False
+        if not self.connections.acquire(remote):
+            self.stats.limited("connections_per_ip")
+            return False
+        return True
+
+    def release_connection(self, remote: str | None) -> None:
+        self.connections.release(remote)
 
     def session_ended(self, session: Session) -> None:
         self.sessions.release(session.remote)

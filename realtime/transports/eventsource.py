@@ -26,8 +26,7 @@ def wants_eventsource(scope: Scope, mount: str) -> str | None:
     """The clientId of an EventSource request, or None."""
     if scope["method"] != "GET" or scope["path"] == mount:
         return None
-    accept = next((v for k, v in scope.get("headers", []) if k.lower() == b"accept"), b"")
-    if b"text/event-stream" not in accept:
+    if "text/event-stream" not in (header_map(scope).get("accept") or ""):
         return None
     return str(scope["path"][len(mount) + 1 :])
 
@@ -43,14 +42,13 @@ async def serve_eventsource(
         return
     client = scope.get("client")
     remote = client[0] if client else None
-    if not server.guard.connections.acquire(remote):
-        server.stats.limited("connections_per_ip")
+    if not server.guard.admit_connection(remote):
         await bad_request(send, server, "Too many connections", 429, cors)
         return
     try:
         await _stream(scope, receive, send, server, session, cors)
     finally:
-        server.guard.connections.release(remote)
+        server.guard.release_connection(remote)
 
 
 async def _stream(

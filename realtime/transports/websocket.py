@@ -19,7 +19,7 @@ from typing import Any
 from realtime.bayeux.codec import decode_batch, join
 from realtime.bayeux.errors import BadRequest, BatchTooLarge
 from realtime.server import WEBSOCKET, BayeuxServer, Context, PendingConnect, reply_error
-from realtime.transports.cors import allowed
+from realtime.transports.headers import RawHeaders
 from realtime.transports.sinks import QueueSink
 
 log = logging.getLogger("realtime.transports.websocket")
@@ -31,23 +31,17 @@ async def serve_websocket(scope: Scope, receive: Any, send: Any, server: BayeuxS
     event = await receive()
     if event["type"] != "websocket.connect":
         return
-    settings = server.settings
     client = scope.get("client")
     remote = client[0] if client else None
-    origin = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"origin"), None)
+    origin = RawHeaders(scope.get("headers", ())).get("origin")
     scope["headers"] = ()  # nothing reads them again; the scope lives as long as the socket
-    if origin is not None and not allowed(origin, settings.ws_origins):
-        server.stats.limited("origin")
+    if not server.guard.admit_connection(remote, origin):
         await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
-        return
-    if not server.guard.connections.acquire(remote):
-        server.stats.limited("connections_per_ip")
-        await send({"type": "websocket.close", "code": 1008})
         return
     try:
         await _serve_socket(scope, receive, send, server, remote)
     finally:
-        server.guard.connections.release(remote)
+        server.guard.release_connection(remote)
 
 
 async def _serve_socket(
