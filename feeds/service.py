@@ -10,6 +10,7 @@ Stream's shapes; invalid input raises :class:`~feeds.errors.FeedError` subclasse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +21,7 @@ from feeds.activity import Activity, format_time, parse_time
 from feeds.apps import App
 from feeds.auth import Authenticator
 from feeds.config import DEFAULT_GROUPS, FanoutConfig, FeedGroup
-from feeds.errors import DoesNotExistError, FeedConfigError, InputError
+from feeds.errors import DoesNotExistError, FeedConfigError, FeedError, InputError
 from feeds.fanout import Fanout
 from feeds.ids import IdGenerator, parse_id, time_to_us
 from feeds.keys import FeedRef, check_name
@@ -111,10 +112,7 @@ class FeedService:
 
     # --- activities -----------------------------------------------------------------------------
     def _new_activity(self, data: Any) -> Activity:
-        act = Activity.from_json(data, now_us=self.now_us())
-        tags = act.extra.get("tags", [])
-        if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
-            raise InputError(f"'tags' must be a list of at most {MAX_TAGS} strings")
+        act = _checked_tags(Activity.from_json(data, now_us=self.now_us()))
         return act.with_id(self._ids.new_id(act.time_us))
 
     async def add_activities(self, app: App, feed: FeedRef, items: Sequence[Any]) -> list[dict[str, Any]]:
@@ -140,6 +138,8 @@ class FeedService:
         inline = self.fanout_config.inline_fanout
         writes: list[Awaitable[None]] = []
         deferred: list[tuple[list[str], Entry, int, str]] = []
+        if direct:  # recorded so an update of the activity can find its timelines
+            writes.append(self.store.add_placements(direct[0].app_id, act.id, [f.key for f in direct]))
         for feed in direct:
             group = self.group(feed.group)
             own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
@@ -286,8 +286,11 @@ class FeedService:
             if not isinstance(item, dict) or not item.get("foreign_id") or not item.get("time"):
                 raise InputError("an updated activity needs foreign_id and time")
             current = await self._find(app, {"foreign_id": item["foreign_id"], "time": item["time"]})
-            updated.append(Activity.from_json(item, now_us=current.time_us).with_id(current.id))
+            updated.append(
+                _checked_tags(Activity.from_json(item, now_us=current.time_us).with_id(current.id))
+            )
         await self.store.replace_activities(app.app_id, updated)
+        await self._refresh_entries(app, updated)
 
     async def partial_update(self, app: App, changes: Sequence[Any]) -> list[dict[str, Any]]:
         updated = []
@@ -298,9 +301,44 @@ class FeedService:
             set_fields, unset = change.get("set") or {}, change.get("unset") or []
             if not isinstance(set_fields, dict) or not isinstance(unset, list):
                 raise InputError("'set' must be an object and 'unset' a list")
-            updated.append(current.patched(set_fields, [str(u) for u in unset]))
+            updated.append(_checked_tags(current.patched(set_fields, [str(u) for u in unset])))
         await self.store.replace_activities(app.app_id, updated)
+        await self._refresh_entries(app, updated)
         return [a.to_json() for a in updated]
+
+    async def _refresh_entries(self, app: App, acts: Sequence[Activity]) -> None:
+        """After a body update: rewrite the tags and group key of every entry of each activity (in the
+        feeds it was written to directly, its ``to`` targets, and all their followers), then notify
+        those feeds.  Stream's v1 realtime message has no field for updates, so the updated activity
+        goes in ``new``; clients match it by id.  A change of ``to`` is not applied to timelines here
+        (that is :meth:`update_to_targets`)."""
+        changes = self._changes()
+        for act in acts:
+            tags = tuple(act.extra.get("tags", ()))
+            direct: dict[str, FeedRef] = {}
+            for key in await self.store.placements(app.app_id, act.id):
+                direct[key] = FeedRef.from_key(key)
+            for target in act.to:
+                with contextlib.suppress(FeedError):  # a stale target must not block the update
+                    ref = self.parse_feed(app, target)
+                    direct[ref.key] = ref
+            reached: dict[str, tuple[FeedRef, str | None]] = {k: (r, None) for k, r in direct.items()}
+            for ref in direct.values():
+                for follower in await self.fanout.all_followers(ref.key):
+                    reached.setdefault(follower.key, (follower, ref.feed_id))
+            by_group: dict[str, list[str]] = {}
+            for key, (ref, _) in reached.items():
+                by_group.setdefault(ref.group, []).append(key)
+            for name, keys in by_group.items():
+                fgroup = self.groups.get(name)
+                if fgroup is not None:  # a group removed from config: its timelines are frozen
+                    await self.store.set_entry_columns(
+                        keys, act.id, group_key=fgroup.group_key(act), tags=tags
+                    )
+            if self.notifier is not None:
+                for ref, origin in reached.values():
+                    changes.of(ref).new.append(act.to_json(origin=origin))
+        await self._notify(changes)
 
     # --- follows --------------------------------------------------------------------------------
     async def follow(self, app: App, source: FeedRef, target: FeedRef, copy_limit: int | None = None) -> None:
@@ -361,3 +399,10 @@ class FeedService:
             marks.mark_seen, marks.mark_read = update
             await self._notify(changes)
         return result
+
+
+def _checked_tags(act: Activity) -> Activity:
+    tags = act.extra.get("tags", [])
+    if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
+        raise InputError(f"'tags' must be a list of at most {MAX_TAGS} strings")
+    return act

@@ -17,7 +17,13 @@ Guarantees every implementation gives:
   inclusive id bounds, an offset and a limit.  :meth:`add_entries` writes the same entries into many
   feeds at once (the fan-out primitive), ignores entries already present, and trims each feed to
   its ``cap`` newest entries, possibly lazily: a feed may carry a few dozen extra old entries
-  between trims, but a call adding 32 or more entries always trims.
+  between trims, but a call adding 32 or more entries always trims.  :meth:`read_entries_up` reads
+  the other way (oldest first from an id), so aggregated reads can see just above a cursor.
+  :meth:`set_entry_columns` rewrites the denormalised group key and tags of an activity's entries
+  (after an activity update) without touching anything else, and never creates an entry.
+* **Placements.**  The feeds an activity was written to directly (its feed and ``to`` targets) are
+  recorded per activity, so an update can find its timelines; a superset is fine (rewriting the
+  columns of a feed that no longer holds the entry is a no-op).
 * **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
 * **Activity of feeds.**  A feed's last-read time is kept so fan-out can skip inactive followers;
   :meth:`active_followers` lists the followers read at or after a time.
@@ -97,6 +103,14 @@ class Store(Protocol):
         """Overwrite bodies of existing activities (matched by id); unknown ids are ignored."""
         ...
 
+    async def add_placements(self, app: str, activity_id: int, feeds: Sequence[str]) -> None:
+        """Record feeds the activity was written to directly (idempotent, additive)."""
+        ...
+
+    async def placements(self, app: str, activity_id: int) -> list[str]:
+        """The recorded direct feeds of an activity, sorted."""
+        ...
+
     # --- timeline store -------------------------------------------------------------------------
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None: ...
 
@@ -113,6 +127,17 @@ class Store(Protocol):
     async def read_entries(
         self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
     ) -> list[Entry]: ...
+
+    async def read_entries_up(self, feed: str, *, lowest: int, limit: int) -> list[Entry]:
+        """The ``limit`` entries of ``feed`` with id >= ``lowest`` nearest to it, oldest first."""
+        ...
+
+    async def set_entry_columns(
+        self, feeds: Sequence[str], activity_id: int, *, group_key: str, tags: Sequence[str]
+    ) -> None:
+        """Set group key and tags of entry ``activity_id`` in each of ``feeds`` that holds it; origin,
+        foreign_id and seen/read are kept, feeds without the entry are left alone."""
+        ...
 
     async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
         """The entries of ``feed`` with these ids (missing ones skipped), newest first."""

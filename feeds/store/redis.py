@@ -8,6 +8,7 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
   entry's denormalised columns (JSON).
 * ``fr:<target>`` / ``fo:<source>`` sorted sets of followers / followings scored by follow time.
 * ``lr`` hash feed -> last read time (us).
+* ``p:<app>:<id>`` set of the feeds an activity was written to directly.
 
 Timelines are trimmed lazily (``feeds.store.trim``), as in SqliteStore.
 Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
@@ -86,6 +87,21 @@ for i = 1, #sources, 1000 do
 end
 return out
 """
+# Compare-and-set of entry columns: a concurrent mark() between our read and write is not lost;
+# returns the 1-based indexes of the keys whose entry changed meanwhile (the caller retries those).
+_CAS = """
+local changed = {}
+for i = 1, #KEYS do
+  local cur = redis.call('HGET', KEYS[i], ARGV[1])
+  if cur == ARGV[2 * i] then
+    redis.call('HSET', KEYS[i], ARGV[1], ARGV[2 * i + 1])
+  elseif cur then
+    changed[#changed + 1] = i
+  end
+end
+return changed
+"""
+_CAS_CHUNK = 500
 # Entry writes per _ADD call: bounds how long one script holds the (single-threaded) server.
 _ADD_OPS = 2000
 
@@ -125,6 +141,7 @@ class RedisStore:
         self._put = self._redis.register_script(_PUT)
         self._add = self._redis.register_script(_ADD)
         self._active = self._redis.register_script(_ACTIVE)
+        self._cas = self._redis.register_script(_CAS)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -180,6 +197,14 @@ class RedisStore:
         known = {str(a.id): a.dumps() for a, ok in zip(activities, exists, strict=True) if ok}
         if known:
             await self.r.hset(key, mapping=known)
+
+    async def add_placements(self, app: str, activity_id: int, feeds: Sequence[str]) -> None:
+        if feeds:
+            await self.r.sadd(self._k("p", f"{app}:{activity_id}"), *feeds)
+
+    async def placements(self, app: str, activity_id: int) -> list[str]:
+        members = await self.r.smembers(self._k("p", f"{app}:{activity_id}"))
+        return sorted(m.decode() for m in members)
 
     # --- timeline store -------------------------------------------------------------------------
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
@@ -259,6 +284,38 @@ class RedisStore:
             return []
         metas = await self.r.hmget(ekey, members)
         return [_entry(m, v) for m, v in zip(members, metas, strict=True) if v is not None]
+
+    async def read_entries_up(self, feed: str, *, lowest: int, limit: int) -> list[Entry]:
+        members = await self.r.zrangebylex(
+            self._k("t", feed), b"[" + _member(lowest), b"+", start=0, num=limit
+        )
+        return await self._hydrate(self._k("e", feed), members)
+
+    async def set_entry_columns(
+        self, feeds: Sequence[str], activity_id: int, *, group_key: str, tags: Sequence[str]
+    ) -> None:
+        member = _member(activity_id)
+        pending = list(feeds)
+        for _ in range(5):  # each round only retries entries a concurrent mark() rewrote meanwhile
+            if not pending:
+                return
+            async with self.r.pipeline(transaction=False) as pipe:
+                for feed in pending:
+                    pipe.hget(self._k("e", feed), member)
+                metas: list[bytes | None] = await pipe.execute()
+            held = [(f, m) for f, m in zip(pending, metas, strict=True) if m is not None]
+            retry: list[str] = []
+            for start in range(0, len(held), _CAS_CHUNK):
+                chunk = held[start : start + _CAS_CHUNK]
+                args: list[Any] = [member]
+                for _, old in chunk:
+                    e = _entry(member, old)
+                    new = Entry(e.id, e.origin, e.foreign_id, group_key, tuple(tags), e.seen, e.read)
+                    args += [old, _meta(new)]
+                changed = await self._cas(keys=[self._k("e", f) for f, _ in chunk], args=args)
+                retry += [chunk[int(i) - 1][0] for i in changed]
+            pending = retry
+        raise RuntimeError(f"entry {activity_id} kept changing while its columns were rewritten")
 
     async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
         members = sorted((_member(i) for i in ids), reverse=True)

@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS follows(
 CREATE INDEX IF NOT EXISTS follows_target ON follows(target, created_us);
 CREATE INDEX IF NOT EXISTS follows_source ON follows(source, created_us);
 CREATE TABLE IF NOT EXISTS follower_counts(feed TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS placements(
+  app TEXT NOT NULL, id INTEGER NOT NULL, feed TEXT NOT NULL, PRIMARY KEY(app, id, feed)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
 """
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
@@ -273,6 +275,21 @@ class SqliteStore:
 
         await self._write(op)
 
+    async def add_placements(self, app: str, activity_id: int, feeds: Sequence[str]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO placements(app, id, feed) VALUES (?,?,?)",
+                [(app, activity_id, f) for f in feeds],
+            )
+
+        await self._write(op)
+
+    async def placements(self, app: str, activity_id: int) -> list[str]:
+        rows = self._read(
+            "SELECT feed FROM placements WHERE app=? AND id=? ORDER BY feed", (app, activity_id)
+        )
+        return [r[0] for r in rows]
+
     # --- timeline store -------------------------------------------------------------------------
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
         due = self._trims.due(feeds, len(entries))
@@ -345,6 +362,26 @@ class SqliteStore:
         sql.append("ORDER BY id DESC LIMIT ? OFFSET ?")
         args += [limit, offset]
         return [_entry(r) for r in self._read(" ".join(sql), args)]
+
+    async def read_entries_up(self, feed: str, *, lowest: int, limit: int) -> list[Entry]:
+        rows = self._read(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE feed=? AND id>=? ORDER BY id LIMIT ?",
+            (feed, lowest, limit),
+        )
+        return [_entry(r) for r in rows]
+
+    async def set_entry_columns(
+        self, feeds: Sequence[str], activity_id: int, *, group_key: str, tags: Sequence[str]
+    ) -> None:
+        encoded = orjson.dumps(list(tags)).decode()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE entries SET group_key=?, tags=? WHERE feed=? AND id=?",
+                [(group_key, encoded, f, activity_id) for f in feeds],
+            )
+
+        await self._write(op)
 
     async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
         if not ids:

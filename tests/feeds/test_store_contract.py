@@ -141,3 +141,35 @@ async def test_last_read_and_active_followers(store: Store) -> None:
     assert sorted(await store.active_followers("u:1", 100)) == ["t:1", "t:2"]
     assert await store.active_followers("u:1", 101) == ["t:2"]
     assert await store.active_followers("u:2", 0) == []
+
+
+async def test_read_entries_up_is_oldest_first_from_a_cursor(store: Store) -> None:
+    await store.add_entries(["f:1"], [Entry(i) for i in (10, 20, 30, 40, 50)], cap=100)
+    ids = lambda es: [e.id for e in es]  # noqa: E731
+    assert ids(await store.read_entries_up("f:1", lowest=20, limit=2)) == [20, 30]
+    assert ids(await store.read_entries_up("f:1", lowest=21, limit=10)) == [30, 40, 50]
+    assert await store.read_entries_up("f:1", lowest=51, limit=10) == []
+    assert await store.read_entries_up("f:2", lowest=0, limit=10) == []
+
+
+async def test_set_entry_columns_keeps_other_columns(store: Store) -> None:
+    old = Entry(5, origin="user:1", foreign_id="fid", group_key="old", tags=("a",))
+    await store.add_entries(["f:1", "f:2"], [old, Entry(6, tags=("a",))], cap=10)
+    await store.mark("f:2", [5], seen=True, read=False)
+    await store.set_entry_columns(["f:1", "f:2", "f:absent"], 5, group_key="new", tags=["b", "c"])
+    (e1,) = await store.get_entries("f:1", [5])
+    (e2,) = await store.get_entries("f:2", [5])
+    assert e1 == Entry(5, origin="user:1", foreign_id="fid", group_key="new", tags=("b", "c"))
+    assert e2 == Entry(5, "user:1", "fid", "new", ("b", "c"), seen=True, read=False)
+    assert [e.id for e in await store.read_entries("f:1", limit=10, tag="b")] == [5]
+    assert [e.id for e in await store.read_entries("f:1", limit=10, tag="a")] == [6]
+    assert await store.read_entries("f:absent", limit=10) == []  # never creates an entry
+    await store.set_entry_columns([], 5, group_key="x", tags=[])
+
+
+async def test_placements(store: Store) -> None:
+    assert await store.placements(APP, 1) == []
+    await store.add_placements(APP, 1, ["user:1", "notification:2"])
+    await store.add_placements(APP, 1, ["user:1"])
+    await store.add_placements("other-app", 1, ["user:9"])
+    assert await store.placements(APP, 1) == ["notification:2", "user:1"]
