@@ -141,6 +141,21 @@ class Fanout:
                     lists.append(await self._pull(f.target, need, below, tag))
         return list(_take(heapq.merge(*lists, key=lambda e: -e.id), need))
 
+    async def read_up(self, feed: FeedRef, *, lowest: int, need: int) -> list[Entry]:
+        """Oldest first: the ``need`` entries of ``feed``'s merged timeline nearest above ``lowest``
+        (inclusive), from the feed itself and the pulled feeds it follows.  Aggregated reads use it to
+        see what lies just above a cursor.  The past-the-cap fallback of :meth:`read` is not mirrored:
+        above a cursor that deep, only the retained timeline and pulled feeds are seen."""
+        lists: list[Sequence[Entry]] = [
+            await self._store.read_entries_up(feed.key, lowest=lowest, limit=need)
+        ]
+        followings = await self._store.following(feed.key)
+        for target in await self._pulled([f.target for f in followings]) if followings else []:
+            origin = FeedRef.from_key(target).feed_id
+            got = await self._store.read_entries_up(target, lowest=lowest, limit=need)
+            lists.append([replace(e, origin=origin, group_key="") for e in got if e.origin is None])
+        return list(_take(heapq.merge(*lists, key=lambda e: e.id), need))
+
     async def _pull(self, target_key: str, need: int, bounds: Bounds, tag: str | None) -> list[Entry]:
         origin = FeedRef.from_key(target_key).feed_id
         got = await self._store.read_entries(target_key, limit=need, bounds=bounds, tag=tag)

@@ -258,3 +258,58 @@ def test_token_scope_is_enforced(server: Any) -> None:
     body = reply.json()
     assert body["exception"] == "NotAllowedException" and body["code"] == 17 and body["status_code"] == 403
     assert body["detail"] and body["duration"].endswith("ms")
+
+
+def test_aggregated_paging_with_id_lt_and_next(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from feeds import reads
+
+    monkeypatch.setattr(reads, "AGGREGATION_WINDOW", 6)  # the server runs in this process
+    owner = uid()
+    notif = client.feed("notification", owner)
+    verbs = [v for v in ("like", "follow", "comment", "share", "tag", "pin") for _ in range(4)]
+    notif.add_activities(
+        [
+            {"actor": "ann", "verb": v, "object": str(i), "time": datetime(2025, 4, 1, 10, i)}
+            for i, v in enumerate(verbs)
+        ]
+    )
+    first = notif.get(limit=2)
+    assert [g["verb"] for g in first["results"]] == ["pin", "tag"]
+    head = first["results"][0]
+    assert head["id"] == f"{head['activities'][0]['id']}.{head['group']}"
+    seen, params = [], {"limit": 2}
+    while True:
+        page = notif.get(**params)
+        seen += [g["verb"] for g in page["results"]]
+        if not page["next"]:
+            break
+        params = {k: v[0] for k, v in parse_qs(urlsplit(page["next"]).query).items()}
+    assert seen == ["pin", "tag", "share", "comment", "follow", "like"]
+    by_cursor = notif.get(limit=3, id_lt=first["results"][1]["id"])
+    # The 6-entry window below the cursor holds the rest of "tag" and "share": a short page, and next.
+    assert [g["verb"] for g in by_cursor["results"]] == ["share"] and by_cursor["next"]
+    agg = client.feed("aggregated", owner)
+    agg.add_activities([{"actor": "bob", "verb": v, "object": "o"} for v in ("a", "b", "c")])
+    top = agg.get(limit=2)["results"]
+    assert top[0]["id"] == top[0]["activities"][0]["id"]  # aggregated: the newest activity's id
+    assert [g["verb"] for g in agg.get(limit=2, id_lt=top[1]["id"])["results"]] == ["a"]
+
+
+def test_update_reaches_tag_filter_and_aggregation(client: Any, notifier: Any) -> None:
+    author, reader = uid(), uid()
+    client.feed("timeline", reader).follow("user", author)
+    when = datetime(2025, 5, 1, 9)
+    act = client.feed("user", author).add_activity(
+        {"actor": author, "verb": "post", "object": "o", "foreign_id": "t:1", "time": when, "tags": ["a"]}
+    )
+    client.update_activity(
+        {"actor": author, "verb": "post", "object": "o", "foreign_id": "t:1", "time": when, "tags": ["b"]}
+    )
+    assert client.feed("timeline", reader).get(tag="a")["results"] == []
+    assert ids(client.feed("timeline", reader).get(tag="b")) == [act["id"]]
+    last = [u for u in notifier.updates if u.feed_id == f"timeline:{reader}"][-1]
+    assert last.new[0]["id"] == act["id"] and last.new[0]["tags"] == ["b"]
+    client.activity_partial_update(id=act["id"], set={"tags": ["c"]})
+    assert ids(client.feed("user", author).get(tag="c")) == [act["id"]]
