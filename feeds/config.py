@@ -95,7 +95,12 @@ class FanoutConfig:
     ``pull_threshold``: authors with more followers than this are not pushed; their followers pull
     them at read time.  ``inactive_after_s``: followers not read for this long are not pushed either;
     their next read backfills them.  ``inline_fanout``: pushes to more followers than this (of one
-    feed) finish after the write is acknowledged, in a background task.
+    feed) finish after the write is acknowledged, in a background task, from a journal in the store.
+    ``max_pending_push_jobs``: journalled chunks one process may have in flight; beyond it, large
+    pushes are written before the acknowledgement (back-pressure instead of a growing journal).
+    ``push_lease_s``: how long a journalled chunk belongs to the process that wrote or claimed it;
+    after that any process's sweep (every half lease) may run it again.  ``push_delay_s``: a pause
+    before each background push starts, 0 except in tests that kill a process mid-push.
     ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
     """
 
@@ -105,3 +110,6 @@ class FanoutConfig:
     default_copy_limit: int = 300
     max_copy_limit: int = 1000
     follower_count_ttl_s: float = 30.0
+    max_pending_push_jobs: int = 1000
+    push_lease_s: float = 60.0
+    push_delay_s: float = 0.0

@@ -2,9 +2,11 @@
 
 Every write follows the same order: store the activity bodies (idempotent on foreign_id + time),
 write timeline entries into the target feed and its ``to`` targets, push to followers (see
-:mod:`feeds.fanout`), and only then hand one :class:`~feeds.notify.FeedUpdate` per affected feed to
-the notifier.  Methods take an authenticated :class:`~feeds.apps.App` and return JSON-ready values in
-Stream's shapes; invalid input raises :class:`~feeds.errors.FeedError` subclasses.
+:mod:`feeds.fanout`; pushes too large to finish before the acknowledgement are journalled and
+finished in the background, see :mod:`feeds.pushes`), and only then hand one
+:class:`~feeds.notify.FeedUpdate` per affected feed to the notifier.  Methods take an authenticated
+:class:`~feeds.apps.App` and return JSON-ready values in Stream's shapes; invalid input raises
+:class:`~feeds.errors.FeedError` subclasses.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ from feeds.fanout import Fanout
 from feeds.ids import IdGenerator, parse_id, time_to_us
 from feeds.keys import FeedRef, check_name
 from feeds.notify import FeedUpdate, Notifier
+from feeds.pushes import Pushes, chunked
 from feeds.reads import Reader, ReadParams
-from feeds.store.base import Entry, Follow, Store
+from feeds.store.base import ClaimedJob, Entry, Follow, PushJob, Store
 
 log = logging.getLogger(__name__)
 MAX_TAGS = 10
-PUSH_CHUNK = 500  # followers per background write: keeps each group commit short
 
 
 @dataclass(slots=True)
@@ -71,13 +73,16 @@ class FeedService:
         self.reader = Reader(self)
         self._clock = clock
         self._ids = IdGenerator()
-        self._background: set[asyncio.Task[None]] = set()
+        self.pushes = Pushes(store, self.fanout_config, now_us=self.now_us, notify=self._notify_pushed)
 
     async def start(self) -> None:
+        """Start the store, then resume the pushes a crash left in its journal (in the background)."""
         await self.store.start()
+        self.pushes.start()
 
     async def close(self) -> None:
-        await self.drain()
+        """Finish running background pushes (what is not started stays journalled), then the store."""
+        await self.pushes.close()
         await self.store.close()
 
     # --- helpers --------------------------------------------------------------------------------
@@ -128,67 +133,77 @@ class FeedService:
     async def _fan_out(self, act: Activity, direct: list[FeedRef], changes: _Changes) -> None:
         """Write ``act`` into ``direct`` feeds and push it to their active followers.
 
-        Pushes to at most ``inline_fanout`` followers of a feed are written before returning (in one
-        group commit with the feed's own entry); larger ones are acknowledged once the activity is
-        durable in its own feeds and finish in a background task, in chunks, which then notifies.
-        A crash in between loses that push (not the activity): the documented price of bounded
-        write latency."""
+        Pushes to at most ``inline_fanout`` followers of a feed are written before returning (in the
+        same group commit as the feed's own entry).  Larger ones are journalled in the store in the
+        same atomic write as the feed's own entry, acknowledged, and finished by a background task
+        in chunks, which then notifies (:mod:`feeds.pushes`).  A crash after the acknowledgement
+        loses nothing: a resume pass (at the next start, or any node's sweep) finishes the
+        journalled chunks.  When this process already has
+        ``max_pending_push_jobs`` chunks in flight, large pushes are written before returning too."""
         tags = tuple(act.extra.get("tags", ()))
         notify = self.notifier is not None
         inline = self.fanout_config.inline_fanout
         writes: list[Awaitable[None]] = []
-        deferred: list[tuple[list[str], Entry, int, str]] = []
         if direct:  # recorded so an update of the activity can find its timelines
             writes.append(self.store.add_placements(direct[0].app_id, act.id, [f.key for f in direct]))
-        for feed in direct:
-            group = self.group(feed.group)
-            own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
-            writes.append(self.store.add_entries([feed.key], [own], group.max_length))
-            if notify:
-                changes.of(feed).new.append(act.to_json(origin=None))
-            # Hot loop over up to pull_threshold followers: plain key strings, no per-follower objects.
-            by_group: dict[str, list[str]] = {}
-            for key in await self.fanout.push_target_keys(feed.key):
-                by_group.setdefault(key[key.index("/") + 1 : key.index(":")], []).append(key)
-            for name, keys in by_group.items():
-                fgroup = self.groups.get(name)
-                if fgroup is None:  # a group removed from config: its timelines are frozen
-                    continue
-                entry = Entry(act.id, feed.feed_id, act.foreign_id, fgroup.group_key(act), tags)
-                if len(keys) > inline:
-                    deferred.append((keys, entry, fgroup.max_length, feed.feed_id))
-                    continue
-                writes.append(self.store.add_entries(keys, [entry], fgroup.max_length))
+        journalled: list[ClaimedJob] = []
+        reserved = 0
+        try:
+            for feed in direct:
+                group = self.group(feed.group)
+                own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
                 if notify:
-                    self._note_new(changes, keys, act, feed.feed_id)
-        await asyncio.gather(*writes)
-        if deferred:
-            task = asyncio.get_running_loop().create_task(self._push_later(act, deferred))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+                    changes.of(feed).new.append(act.to_json(origin=None))
+                # Hot loop over up to pull_threshold followers: plain key strings, no per-follower objects.
+                by_group: dict[str, list[str]] = {}
+                for key in await self.fanout.push_target_keys(feed.key):
+                    by_group.setdefault(key[key.index("/") + 1 : key.index(":")], []).append(key)
+                jobs: list[PushJob] = []
+                for name, keys in by_group.items():
+                    fgroup = self.groups.get(name)
+                    if fgroup is None:  # a group removed from config: its timelines are frozen
+                        continue
+                    entry = Entry(act.id, feed.feed_id, act.foreign_id, fgroup.group_key(act), tags)
+                    if len(keys) > inline:
+                        chunks = chunked(feed.app_id, keys, entry, fgroup.max_length)
+                        if self.pushes.reserve(len(chunks)):
+                            reserved += len(chunks)
+                            jobs += chunks
+                            continue
+                    writes.append(self.store.add_entries(keys, [entry], fgroup.max_length))
+                    if notify:
+                        self._note_new(changes, keys, act, feed.feed_id)
+                if jobs:
+                    writes.append(self._journal(feed.key, own, group.max_length, jobs, journalled))
+                else:
+                    writes.append(self.store.add_entries([feed.key], [own], group.max_length))
+            await asyncio.gather(*writes)
+        except BaseException:  # records journalled before the failure are left to a sweep
+            self.pushes.release(reserved)
+            raise
+        if journalled:
+            self.pushes.run_later(act, journalled)
 
-    def _note_new(self, changes: _Changes, keys: list[str], act: Activity, origin: str) -> None:
+    async def _journal(
+        self, key: str, own: Entry, cap: int, jobs: list[PushJob], out: list[ClaimedJob]
+    ) -> None:
+        ids = await self.store.add_entries_and_jobs([key], [own], cap, jobs, self.pushes.lease_until_us())
+        out += (ClaimedJob(i, 0, job) for i, job in zip(ids, jobs, strict=True))
+
+    def _note_new(self, changes: _Changes, keys: Sequence[str], act: Activity, origin: str) -> None:
         body = act.to_json(origin=origin)
         for key in keys:
             changes.of(FeedRef.from_key(key)).new.append(body)
 
-    async def _push_later(self, act: Activity, deferred: list[tuple[list[str], Entry, int, str]]) -> None:
-        try:
-            for keys, entry, cap, origin in deferred:
-                for start in range(0, len(keys), PUSH_CHUNK):
-                    chunk = keys[start : start + PUSH_CHUNK]
-                    await self.store.add_entries(chunk, [entry], cap)
-                    if self.notifier is not None:
-                        changes = self._changes()
-                        self._note_new(changes, chunk, act, origin)
-                        await self._notify(changes)
-        except Exception:  # task boundary: log, the activity itself is stored
-            log.exception("background fan-out of activity %s failed", act.id)
+    async def _notify_pushed(self, act: Activity, keys: Sequence[str], origin: str) -> None:
+        if self.notifier is not None:
+            changes = self._changes()
+            self._note_new(changes, keys, act, origin)
+            await self._notify(changes)
 
     async def drain(self) -> None:
-        """Wait for background fan-outs (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Wait for background fan-outs and resume passes (tests, shutdown)."""
+        await self.pushes.drain()
 
     async def add_to_many(self, app: App, activity: Any, feed_ids: Sequence[str]) -> None:
         feeds = [self.parse_feed(app, f) for f in feed_ids]

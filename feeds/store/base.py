@@ -27,6 +27,16 @@ Guarantees every implementation gives:
 * **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
 * **Activity of feeds.**  A feed's last-read time is kept so fan-out can skip inactive followers;
   :meth:`active_followers` lists the followers read at or after a time.
+* **Push journal.**  A fan-out too large to finish before a write is acknowledged is recorded as
+  :class:`PushJob` records (one per chunk of follower feeds) by :meth:`add_entries_and_jobs`, in
+  the same atomic write as the activity's own entries: either both are stored or neither.  Each
+  record carries a lease (a time in microseconds): while it runs, the process that wrote it owns
+  it; once it has passed, :meth:`claim_push_jobs` hands the record to whoever asks, at most once
+  per lease, and counts the attempt.  :meth:`finish_push_job` writes a record's entries and drops
+  the record atomically, so a chunk is never both done and pending; running a job twice (a lease
+  that expired under a slow owner) only repeats an idempotent :meth:`add_entries`.  Record ids are
+  never reused.  A store owned by one process (SQLite) releases every lease at :meth:`start`: what
+  it finds then was orphaned by a crash.
 * **Durability.**  A write coroutine returns only once the write is durable to the level the store's
   documented setting promises; a read issued after that sees it.
 """
@@ -36,6 +46,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import orjson
 
 from feeds.activity import Activity
 
@@ -70,6 +82,39 @@ class Bounds:
     def lower(self) -> int | None:
         cands = [b for b in (None if self.gt is None else self.gt + 1, self.gte) if b is not None]
         return max(cands) if cands else None
+
+
+@dataclass(frozen=True, slots=True)
+class PushJob:
+    """One journalled chunk of a fan-out: ``entry`` into each of ``feeds``, each trimmed to ``cap``.
+
+    ``app`` scopes the activity body and ``entry.origin`` (the feed the activity was posted to), so
+    a resumed job can check that the activity is still there and describe it to the notifier."""
+
+    app: str
+    entry: Entry
+    cap: int
+    feeds: tuple[str, ...]
+
+    def dumps(self) -> bytes:
+        e = self.entry
+        return orjson.dumps(
+            [self.app, self.cap, [e.id, e.origin, e.foreign_id, e.group_key, e.tags], self.feeds]
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes) -> PushJob:
+        app, cap, (ident, origin, foreign_id, group_key, tags), feeds = orjson.loads(raw)
+        return cls(app, Entry(ident, origin, foreign_id, group_key, tuple(tags)), cap, tuple(feeds))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A journal record handed out by :meth:`Store.claim_push_jobs`; ``attempts`` counts its claims."""
+
+    id: int
+    attempts: int
+    job: PushJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +160,32 @@ class Store(Protocol):
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None: ...
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None: ...
+
+    # --- push journal ---------------------------------------------------------------------------
+    async def add_entries_and_jobs(
+        self,
+        feeds: Sequence[str],
+        entries: Sequence[Entry],
+        cap: int,
+        jobs: Sequence[PushJob],
+        lease_until_us: int,
+    ) -> list[int]:
+        """:meth:`add_entries` and the journal records of ``jobs`` (leased until ``lease_until_us``)
+        in one atomic write; returns the records' ids, in input order."""
+        ...
+
+    async def claim_push_jobs(self, now_us: int, lease_until_us: int, limit: int) -> list[ClaimedJob]:
+        """Up to ``limit`` records whose lease ended before ``now_us``, oldest id first, each leased
+        anew until ``lease_until_us`` and its attempt count raised by one, atomically."""
+        ...
+
+    async def finish_push_job(self, job_id: int, job: PushJob | None) -> None:
+        """Push ``job`` (if given) and drop record ``job_id``, atomically; an unknown id only pushes."""
+        ...
+
+    async def push_job_count(self) -> int:
+        """Records in the journal (finished ones are gone)."""
+        ...
 
     async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
         """Remove every entry of ``feed`` with this foreign_id; returns the removed entries."""

@@ -9,6 +9,13 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
 * ``fr:<target>`` / ``fo:<source>`` sorted sets of followers / followings scored by follow time.
 * ``lr`` hash feed -> last read time (us).
 * ``p:<app>:<id>`` set of the feeds an activity was written to directly.
+* Push journal: ``pj`` sorted set job id -> lease end (us), ``pjb`` hash id -> :class:`PushJob`
+  bytes, ``pja`` hash id -> attempts, ``pjn`` the id counter (INCR: ids are never reused).
+  An activity's own entries and its job records go in one MULTI/EXEC (the ``_ADD`` and
+  ``_JOURNAL`` scripts), so the acknowledgement of a write implies its pending pushes are
+  recorded; a finished chunk's entries and the removal of its record share one MULTI/EXEC too.
+  Leases are not released at start (other nodes may be running their jobs): a restarted node
+  resumes its orphaned jobs once their lease ends, and so does any other node.
 
 Timelines are trimmed lazily (``feeds.store.trim``), as in SqliteStore.
 Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
@@ -26,7 +33,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, Entry, Follow
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob
 from feeds.store.trim import TrimSchedule
 
 _PUT = """
@@ -102,6 +109,32 @@ end
 return changed
 """
 _CAS_CHUNK = 500
+_JOURNAL = """
+local ids = {}
+for i = 2, #ARGV do
+  local id = redis.call('INCR', KEYS[1])
+  redis.call('HSET', KEYS[3], id, ARGV[i])
+  redis.call('ZADD', KEYS[2], ARGV[1], id)
+  ids[#ids + 1] = id
+end
+return ids
+"""
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local body = redis.call('HGET', KEYS[2], id)
+  if body then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HINCRBY', KEYS[3], id, 1)
+    out[#out + 1] = body
+  else  -- only reachable if the keys were edited by hand: drop the dangling id
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
 # Entry writes per _ADD call: bounds how long one script holds the (single-threaded) server.
 _ADD_OPS = 2000
 
@@ -142,6 +175,8 @@ class RedisStore:
         self._add = self._redis.register_script(_ADD)
         self._active = self._redis.register_script(_ACTIVE)
         self._cas = self._redis.register_script(_CAS)
+        self._journal = self._redis.register_script(_JOURNAL)
+        self._claim = self._redis.register_script(_CLAIM)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -215,19 +250,22 @@ class RedisStore:
         """
         if not feeds or not entries:
             return
+        async with self.r.pipeline(transaction=False) as pipe:
+            await self._queue_add(pipe, feeds, entries, cap)
+            await pipe.execute()
+
+    async def _queue_add(self, pipe: Any, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
         members = [_member(e.id) for e in entries]
         entry_args: list[Any] = [cap, len(entries), *members, *(_meta(e) for e in entries)]
         due = set(self._trims.due(feeds, len(entries)))
         step = max(1, _ADD_OPS // (len(entries) + 1))
         t, e = f"{self._p}t:".encode(), f"{self._p}e:".encode()
-        async with self.r.pipeline(transaction=False) as pipe:
-            for start in range(0, len(feeds), step):
-                chunk = feeds[start : start + step]
-                # bytes: redis-py's encoder passes them through untouched (this list is per follower)
-                keys = [k for b in (f.encode() for f in chunk) for k in (t + b, e + b)]
-                flags = b"".join(b"1" if feed in due else b"0" for feed in chunk)
-                await self._add(keys=keys, args=[*entry_args, flags], client=pipe)
-            await pipe.execute()
+        for start in range(0, len(feeds), step):
+            chunk = feeds[start : start + step]
+            # bytes: redis-py's encoder passes them through untouched (this list is per follower)
+            keys = [k for b in (f.encode() for f in chunk) for k in (t + b, e + b)]
+            flags = b"".join(b"1" if feed in due else b"0" for feed in chunk)
+            await self._add(keys=keys, args=[*entry_args, flags], client=pipe)
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
         if not ids:
@@ -238,6 +276,48 @@ class RedisStore:
                 pipe.zrem(self._k("t", feed), *members)
                 pipe.hdel(self._k("e", feed), *members)
             await pipe.execute()
+
+    # --- push journal ---------------------------------------------------------------------------
+    def _journal_keys(self) -> list[str]:
+        return [f"{self._p}pj", f"{self._p}pjb", f"{self._p}pja"]
+
+    async def add_entries_and_jobs(
+        self,
+        feeds: Sequence[str],
+        entries: Sequence[Entry],
+        cap: int,
+        jobs: Sequence[PushJob],
+        lease_until_us: int,
+    ) -> list[int]:
+        zset, bodies, _ = self._journal_keys()
+        async with self.r.pipeline(transaction=True) as pipe:
+            if feeds and entries:
+                await self._queue_add(pipe, feeds, entries, cap)
+            if jobs:
+                keys = [f"{self._p}pjn", zset, bodies]
+                await self._journal(keys=keys, args=[lease_until_us, *(j.dumps() for j in jobs)], client=pipe)
+            results: list[Any] = await pipe.execute()
+        return [int(i) for i in results[-1]] if jobs else []
+
+    async def claim_push_jobs(self, now_us: int, lease_until_us: int, limit: int) -> list[ClaimedJob]:
+        flat = await self._claim(keys=self._journal_keys(), args=[now_us, lease_until_us, limit])
+        return [
+            ClaimedJob(int(flat[i]), int(flat[i + 1]), PushJob.loads(flat[i + 2]))
+            for i in range(0, len(flat), 3)
+        ]
+
+    async def finish_push_job(self, job_id: int, job: PushJob | None) -> None:
+        zset, bodies, attempts = self._journal_keys()
+        async with self.r.pipeline(transaction=True) as pipe:
+            if job is not None:
+                await self._queue_add(pipe, job.feeds, [job.entry], job.cap)
+            pipe.zrem(zset, job_id)
+            pipe.hdel(bodies, job_id)
+            pipe.hdel(attempts, job_id)
+            await pipe.execute()
+
+    async def push_job_count(self) -> int:
+        return int(await self.r.zcard(f"{self._p}pj"))
 
     async def _scan(self, feed: str) -> list[Entry]:
         raw: dict[bytes, bytes] = await self.r.hgetall(self._k("e", feed))

@@ -22,10 +22,17 @@ scans the feed's rows, which are capped, so fan-out inserts touch a single B-tre
 cap runs for a feed once every ``TRIM_EVERY`` inserted entries (``feeds.store.trim``), so a
 timeline may hold up to that many entries beyond its cap between trims; reads are unaffected.
 
+Push journal.  ``push_jobs`` holds the chunks of fan-outs still to be written (see the seam's
+guarantees): a closure writes an activity's own entries and its job rows in one savepoint of one
+group commit, and each finished chunk deletes its row in the savepoint that inserts its entries.
+Ids are AUTOINCREMENT, so a deleted id never comes back.  One process owns the file, so
+:meth:`SqliteStore.start` releases every lease: rows found then were orphaned by a crash.
+
 Durability.  ``synchronous`` is ``NORMAL`` by default: a write acknowledged to its caller survives a
 killed process (the WAL frame is in the OS), and a power loss may drop the last transactions.  Set
 ``durability="full"`` to fsync the WAL on every group commit, which makes acknowledged writes
-survive power loss too.
+survive power loss too.  Journalled pushes have the same durability as the write that
+acknowledged their activity.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, Entry, Follow
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob
 from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
@@ -68,6 +75,10 @@ CREATE TABLE IF NOT EXISTS follower_counts(feed TEXT PRIMARY KEY, n INTEGER NOT 
 CREATE TABLE IF NOT EXISTS placements(
   app TEXT NOT NULL, id INTEGER NOT NULL, feed TEXT NOT NULL, PRIMARY KEY(app, id, feed)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_jobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, lease_until_us INTEGER NOT NULL, attempts INTEGER NOT NULL,
+  job BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS push_jobs_lease ON push_jobs(lease_until_us);
 """
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
 
@@ -78,6 +89,25 @@ def _entry(row: tuple[Any, ...]) -> Entry:
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def _insert_entries(
+    conn: sqlite3.Connection, feeds: Sequence[str], entries: Sequence[Entry], cap: int, due: Sequence[str]
+) -> None:
+    """Insert ``entries`` into every feed (present ones ignored), then trim the ``due`` feeds to ``cap``."""
+    rows = [
+        (e.id, e.origin, e.foreign_id, e.group_key, orjson.dumps(list(e.tags)).decode(), e.seen, e.read)
+        for e in entries
+    ]
+    conn.executemany(
+        f"INSERT OR IGNORE INTO entries(feed, {_ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+        [(feed, *row) for feed in feeds for row in rows],
+    )
+    conn.executemany(
+        "DELETE FROM entries WHERE feed=?1 AND id <= "
+        "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        [(feed, cap) for feed in due],
+    )
 
 
 class SqliteStore:
@@ -111,6 +141,7 @@ class SqliteStore:
         self._loop = asyncio.get_running_loop()
         setup = self._connect()
         setup.executescript(_SCHEMA)
+        setup.execute("UPDATE push_jobs SET lease_until_us=0 WHERE lease_until_us > 0")  # see "Push journal"
         setup.close()
         self._reader = self._connect()
         self._stop_checkpoints.clear()
@@ -293,31 +324,7 @@ class SqliteStore:
     # --- timeline store -------------------------------------------------------------------------
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
         due = self._trims.due(feeds, len(entries))
-
-        def op(conn: sqlite3.Connection) -> None:
-            rows = [
-                (
-                    e.id,
-                    e.origin,
-                    e.foreign_id,
-                    e.group_key,
-                    orjson.dumps(list(e.tags)).decode(),
-                    e.seen,
-                    e.read,
-                )
-                for e in entries
-            ]
-            conn.executemany(
-                f"INSERT OR IGNORE INTO entries(feed, {_ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                [(feed, *row) for feed in feeds for row in rows],
-            )
-            conn.executemany(
-                "DELETE FROM entries WHERE feed=?1 AND id <= "
-                "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                [(feed, cap) for feed in due],
-            )
-
-        await self._write(op)
+        await self._write(lambda conn: _insert_entries(conn, feeds, entries, cap, due))
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -326,6 +333,50 @@ class SqliteStore:
             )
 
         await self._write(op)
+
+    # --- push journal ---------------------------------------------------------------------------
+    async def add_entries_and_jobs(
+        self,
+        feeds: Sequence[str],
+        entries: Sequence[Entry],
+        cap: int,
+        jobs: Sequence[PushJob],
+        lease_until_us: int,
+    ) -> list[int]:
+        due = self._trims.due(feeds, len(entries))
+        payloads = [job.dumps() for job in jobs]
+
+        def op(conn: sqlite3.Connection) -> list[int]:
+            _insert_entries(conn, feeds, entries, cap, due)
+            sql = "INSERT INTO push_jobs(lease_until_us, attempts, job) VALUES (?, 0, ?)"
+            return [int(conn.execute(sql, (lease_until_us, p)).lastrowid or 0) for p in payloads]
+
+        return await self._write(op)
+
+    async def claim_push_jobs(self, now_us: int, lease_until_us: int, limit: int) -> list[ClaimedJob]:
+        def op(conn: sqlite3.Connection) -> list[ClaimedJob]:
+            rows = conn.execute(
+                "UPDATE push_jobs SET lease_until_us=?, attempts=attempts+1 WHERE id IN "
+                "(SELECT id FROM push_jobs WHERE lease_until_us < ? ORDER BY id LIMIT ?) "
+                "RETURNING id, attempts, job",
+                (lease_until_us, now_us, limit),
+            ).fetchall()
+            return sorted((ClaimedJob(i, n, PushJob.loads(job)) for i, n, job in rows), key=lambda c: c.id)
+
+        return await self._write(op)
+
+    async def finish_push_job(self, job_id: int, job: PushJob | None) -> None:
+        due = [] if job is None else self._trims.due(job.feeds, 1)
+
+        def op(conn: sqlite3.Connection) -> None:
+            if job is not None:
+                _insert_entries(conn, job.feeds, [job.entry], job.cap, due)
+            conn.execute("DELETE FROM push_jobs WHERE id=?", (job_id,))
+
+        await self._write(op)
+
+    async def push_job_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM push_jobs")[0][0])
 
     async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
         def op(conn: sqlite3.Connection) -> list[Entry]:

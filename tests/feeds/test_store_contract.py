@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+
+import pytest
+import redis.exceptions
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, Entry, Follow, Store
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, Store
 
 APP = "app1"
 
@@ -173,3 +177,42 @@ async def test_placements(store: Store) -> None:
     await store.add_placements(APP, 1, ["user:1"])
     await store.add_placements("other-app", 1, ["user:9"])
     assert await store.placements(APP, 1) == ["notification:2", "user:1"]
+
+
+async def test_push_journal_records_claims_and_finishes(store: Store) -> None:
+    pushed = Entry(5, origin="user:a", foreign_id="f", group_key="g", tags=("x",))
+    job1 = PushJob(APP, pushed, 10, ("t:1", "t:2"))
+    job2 = PushJob(APP, Entry(5, origin="user:a"), 10, ("t:3",))
+    ids = await store.add_entries_and_jobs(["u:a"], [Entry(5)], 10, [job1, job2], lease_until_us=1000)
+    assert len(ids) == 2 and ids[0] < ids[1]
+    assert await store.read_entries("u:a", limit=5) == [Entry(5)]  # the own entry, in the same write
+    assert await store.push_job_count() == 2
+    assert await store.claim_push_jobs(1000, 2000, 10) == []  # the lease has not ended yet
+    assert await store.claim_push_jobs(1001, 2000, 1) == [ClaimedJob(ids[0], 1, job1)]
+    assert await store.claim_push_jobs(1001, 2000, 10) == [ClaimedJob(ids[1], 1, job2)]  # ids[0] is leased
+    assert await store.claim_push_jobs(1500, 2000, 10) == []
+    again = await store.claim_push_jobs(2001, 3000, 10)
+    assert again == [ClaimedJob(ids[0], 2, job1), ClaimedJob(ids[1], 2, job2)]
+    await store.finish_push_job(ids[0], job1)
+    assert await store.read_entries("t:1", limit=5) == [pushed]
+    assert await store.get_entries("t:2", [5]) == [pushed]
+    assert await store.push_job_count() == 1
+    await store.finish_push_job(ids[0], job1)  # a second run of a finished record only re-pushes
+    assert await store.read_entries("t:1", limit=5) == [pushed]
+    await store.finish_push_job(ids[1], None)  # dropped without pushing
+    assert await store.read_entries("t:3", limit=5) == []
+    assert await store.push_job_count() == 0
+    assert await store.claim_push_jobs(10**15, 10**15, 10) == []
+    (later,) = await store.add_entries_and_jobs(["u:a"], [Entry(6)], 10, [job2], lease_until_us=0)
+    assert later > ids[1]  # ids are never reused, even once the journal is empty
+    assert await store.claim_push_jobs(1, 5, 10) == [ClaimedJob(later, 1, job2)]
+
+
+async def test_push_journal_write_is_all_or_nothing(store: Store) -> None:
+    job = PushJob(APP, Entry(5, origin="user:a"), 10, ("t:1",))
+    with pytest.raises((sqlite3.IntegrityError, redis.exceptions.DataError)):  # no lease: refused
+        await store.add_entries_and_jobs(["u:a"], [Entry(5)], 10, [job], None)  # type: ignore[arg-type]
+    assert await store.read_entries("u:a", limit=5) == []
+    assert await store.push_job_count() == 0
+    assert await store.add_entries_and_jobs(["u:b"], [Entry(7)], 10, [], lease_until_us=0) == []
+    assert [e.id for e in await store.read_entries("u:b", limit=5)] == [7]
