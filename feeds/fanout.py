@@ -18,8 +18,11 @@ nothing newer costs one empty indexed read.  When the feed's own entries run out
 at its cap (older entries were trimmed), the read falls back to pulling every followed feed below the
 oldest retained entry, so paging past the cap still works.
 
-Follower counts are cached per process for ``follower_count_ttl_s``: crossing the threshold takes
-effect within that time, and duplicates from the switch are absorbed by the merge.
+A read learns which followed feeds are pulled, how many it follows and when it was last read in one
+store round trip (:meth:`Store.read_plan`, live follower counts); the full list of followings is
+only fetched on the rare paths (backfill, reads past the cap).  The write side caches follower
+counts per process for ``follower_count_ttl_s``, so crossing the threshold takes effect there within
+that time; duplicates from the switch are absorbed by the merge.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import replace
 from feeds.config import FanoutConfig
 from feeds.ids import LOW_BITS
 from feeds.keys import FeedRef
-from feeds.store.base import Bounds, Entry, Store
+from feeds.store.base import Bounds, Entry, ReadPlan, Store
 
 
 class Fanout:
@@ -66,27 +69,6 @@ class Fanout:
         """Drop a cached count (after a follow or unfollow on this node)."""
         self._counts.pop(feed_key, None)
 
-    async def _pulled(self, keys: list[str]) -> list[str]:
-        """The pulled feeds among ``keys``: cached counts, and one store round trip for the rest."""
-        now, counts = self._clock(), self._counts
-        known: dict[str, int] = {}
-        missing = []
-        for key in keys:
-            cached = counts.get(key)
-            if cached is not None and cached[1] > now:
-                known[key] = cached[0]
-            else:
-                missing.append(key)
-        if missing:
-            if len(counts) > 100_000:
-                counts.clear()
-            expires = now + self._config.follower_count_ttl_s
-            for key, count in (await self._store.follower_counts(missing)).items():
-                counts[key] = (count, expires)
-                known[key] = count
-        threshold = self._config.pull_threshold
-        return [key for key in keys if known[key] > threshold]
-
     async def is_pulled(self, feed_key: str) -> bool:
         return await self.follower_count(feed_key) > self._config.pull_threshold
 
@@ -104,9 +86,8 @@ class Fanout:
     async def mark_active(self, feed_key: str) -> None:
         await self._store.set_last_read(feed_key, self._now_us())
 
-    async def _refresh(self, feed: FeedRef, targets: list[str], cap: int) -> None:
-        now = self._now_us()
-        last = await self._store.last_read(feed.key)
+    async def _refresh(self, feed: FeedRef, plan: ReadPlan, cap: int) -> None:
+        now, last = self._now_us(), plan.last_read_us
         if last is not None and now - last < self._inactive_us // 10:
             return
         await self._store.set_last_read(feed.key, now)
@@ -114,31 +95,34 @@ class Fanout:
             return  # it was active: pushes reached it
         cutoff_us = 0 if last is None else max(0, last + self._inactive_us - 60_000_000)
         lower = Bounds(gte=(cutoff_us // 1000) << LOW_BITS)
-        for target in targets:
+        for target in await self._pushed_targets(feed.key, plan):
             missed = await self._pull(target, self._config.default_copy_limit, lower, None)
             if missed:
                 await self._store.add_entries([feed.key], missed, cap)
+
+    async def _pushed_targets(self, feed_key: str, plan: ReadPlan) -> list[str]:
+        """The followed feeds that push to this one (the rare paths: backfill, reads past the cap)."""
+        pulled = set(plan.pulled)
+        return [f.target for f in await self._store.following(feed_key) if f.target not in pulled]
 
     async def read(
         self, feed: FeedRef, *, need: int, bounds: Bounds, tag: str | None, cap: int
     ) -> list[Entry]:
         """The newest ``need`` entries of ``feed``'s merged timeline within ``bounds``."""
-        followings = await self._store.following(feed.key)
-        if not followings:
+        plan = await self._store.read_plan(feed.key, self._config.pull_threshold)
+        if not plan.following:
             return await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
-        pulled = await self._pulled([f.target for f in followings])
-        await self._refresh(feed, [f.target for f in followings if f.target not in pulled], cap)
+        await self._refresh(feed, plan, cap)
         own = await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
         lists: list[Sequence[Entry]] = [own]
         floor = own[-1].id if len(own) == need else None
         pulled_bounds = bounds if floor is None else _raise_lower(bounds, floor + 1)
-        for target in pulled:
+        for target in plan.pulled:
             lists.append(await self._pull(target, need, pulled_bounds, tag))
         if len(own) < need and own and await self._at_cap(feed.key, cap):
             below = _lower_upper(bounds, own[-1].id - 1)
-            for f in followings:
-                if f.target not in pulled:
-                    lists.append(await self._pull(f.target, need, below, tag))
+            for target in await self._pushed_targets(feed.key, plan):
+                lists.append(await self._pull(target, need, below, tag))
         return list(_take(heapq.merge(*lists, key=lambda e: -e.id), need))
 
     async def read_up(self, feed: FeedRef, *, lowest: int, need: int) -> list[Entry]:
@@ -149,8 +133,8 @@ class Fanout:
         lists: list[Sequence[Entry]] = [
             await self._store.read_entries_up(feed.key, lowest=lowest, limit=need)
         ]
-        followings = await self._store.following(feed.key)
-        for target in await self._pulled([f.target for f in followings]) if followings else []:
+        plan = await self._store.read_plan(feed.key, self._config.pull_threshold)
+        for target in plan.pulled:
             origin = FeedRef.from_key(target).feed_id
             got = await self._store.read_entries_up(target, lowest=lowest, limit=need)
             lists.append([replace(e, origin=origin, group_key="") for e in got if e.origin is None])

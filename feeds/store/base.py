@@ -124,6 +124,17 @@ class Follow:
     created_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """What a timeline read must know before it reads, fetched in one round trip: how many feeds
+    the feed follows, which of them are pulled (more followers than the pull threshold, so their
+    entries are merged at read time), and the feed's last-read time."""
+
+    following: int
+    pulled: tuple[str, ...]
+    last_read_us: int | None
+
+
 class Store(Protocol):
     async def start(self) -> None: ...
 
@@ -230,6 +241,11 @@ class Store(Protocol):
     async def following(self, source: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]: ...
 
     async def follower_count(self, target: str) -> int: ...
+
+    async def read_plan(self, feed: str, pull_threshold: int) -> ReadPlan:
+        """The :class:`ReadPlan` of ``feed``: pulled are the followed feeds with more than
+        ``pull_threshold`` followers, in no particular order."""
+        ...
 
     async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
         """Follower counts of many feeds in one round trip (every target present, 0 if none)."""

@@ -33,7 +33,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan
 from feeds.store.trim import TrimSchedule
 
 _PUT = """
@@ -79,6 +79,17 @@ for f = 1, #KEYS / 2 do
   end
 end
 return 0
+"""
+# Follower counts are ZCARDs of keys named from the followings (ARGV[3] is the key prefix), so this
+# script, like the rest of the store, expects one Redis server rather than a sharded cluster.
+_READ_PLAN = """
+local targets = redis.call('ZRANGE', KEYS[1], 0, -1)
+local threshold = tonumber(ARGV[1])
+local out = {#targets, redis.call('HGET', KEYS[2], ARGV[2])}
+for _, t in ipairs(targets) do
+  if redis.call('ZCARD', ARGV[3] .. t) > threshold then out[#out + 1] = t end
+end
+return out
 """
 _ACTIVE = """
 local sources = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -174,6 +185,7 @@ class RedisStore:
         self._put = self._redis.register_script(_PUT)
         self._add = self._redis.register_script(_ADD)
         self._active = self._redis.register_script(_ACTIVE)
+        self._read_plan = self._redis.register_script(_READ_PLAN)
         self._cas = self._redis.register_script(_CAS)
         self._journal = self._redis.register_script(_JOURNAL)
         self._claim = self._redis.register_script(_CLAIM)
@@ -447,6 +459,15 @@ class RedisStore:
 
     async def follower_count(self, target: str) -> int:
         return int(await self.r.zcard(self._k("fr", target)))
+
+    async def read_plan(self, feed: str, pull_threshold: int) -> ReadPlan:
+        got = await self._read_plan(
+            keys=[self._k("fo", feed), f"{self._p}lr"], args=[pull_threshold, feed, self._k("fr", "")]
+        )
+        following, last, *pulled = got
+        return ReadPlan(
+            int(following), tuple(t.decode() for t in pulled), None if last is None else int(last)
+        )
 
     async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
         async with self.r.pipeline(transaction=False) as pipe:

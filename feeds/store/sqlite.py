@@ -47,7 +47,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan
 from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS push_jobs(
   id INTEGER PRIMARY KEY AUTOINCREMENT, lease_until_us INTEGER NOT NULL, attempts INTEGER NOT NULL,
   job BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS push_jobs_lease ON push_jobs(lease_until_us);
+"""
+# Feed keys never hold a newline (user ids are checked), so it can separate the pulled targets.
+_READ_PLAN = """
+SELECT (SELECT count(*) FROM follows WHERE source=?1),
+  (SELECT group_concat(f.target, char(10)) FROM follows f JOIN follower_counts c ON c.feed = f.target
+   WHERE f.source=?1 AND c.n > ?2),
+  (SELECT last_read_us FROM feed_state WHERE feed=?1)
 """
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
 
@@ -504,6 +511,12 @@ class SqliteStore:
     async def follower_count(self, target: str) -> int:
         rows = self._read("SELECT n FROM follower_counts WHERE feed=?", (target,))
         return int(rows[0][0]) if rows else 0
+
+    async def read_plan(self, feed: str, pull_threshold: int) -> ReadPlan:
+        # One statement instead of listing every following: the common read only needs the few
+        # pulled ones, and the count walks the covering index without building rows.
+        ((following, pulled, last),) = self._read(_READ_PLAN, (feed, pull_threshold))
+        return ReadPlan(following, tuple(pulled.split("\n")) if pulled else (), last)
 
     async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
         out = dict.fromkeys(targets, 0)

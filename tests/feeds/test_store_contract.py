@@ -9,7 +9,7 @@ import pytest
 import redis.exceptions
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, Store
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan, Store
 
 APP = "app1"
 
@@ -216,3 +216,15 @@ async def test_push_journal_write_is_all_or_nothing(store: Store) -> None:
     assert await store.push_job_count() == 0
     assert await store.add_entries_and_jobs(["u:b"], [Entry(7)], 10, [], lease_until_us=0) == []
     assert [e.id for e in await store.read_entries("u:b", limit=5)] == [7]
+
+
+async def test_read_plan_counts_followings_and_lists_pulled_ones(store: Store) -> None:
+    assert await store.read_plan("t:1", 1) == ReadPlan(0, (), None)
+    await store.follow([Follow("t:1", "u:big", 1), Follow("t:1", "u:small", 2), Follow("t:2", "u:big", 3)])
+    await store.follow([Follow("t:3", "u:big", 4)])
+    await store.set_last_read("t:1", 77)
+    assert await store.read_plan("t:1", 2) == ReadPlan(2, ("u:big",), 77)  # u:big has 3 followers
+    assert await store.read_plan("t:1", 3) == ReadPlan(2, (), 77)  # "more than" the threshold
+    assert sorted((await store.read_plan("t:1", 0)).pulled) == ["u:big", "u:small"]
+    await store.unfollow("t:1", "u:big")
+    assert await store.read_plan("t:1", 0) == ReadPlan(1, ("u:small",), 77)
