@@ -1,4 +1,4 @@
-"""Starlette routes for Stream's v1.0 feed API; ``feed_routes(service)`` is mounted at ``/api/v1.0``.
+"""Stream's v1.0 feed API as an ASGI app: ``FeedApi(service)`` serves ``/api/v1.0/...``.
 
 Each handler authenticates (see :mod:`feeds.auth`), parses, calls :class:`~feeds.service.FeedService`
 and renders JSON with a ``duration`` field, as Stream does.  Errors are rendered in Stream's shape,
@@ -10,51 +10,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from feeds.apps import App
 from feeds.errors import FeedError, InputError
+from feeds.http import Call, Handler, Receive, Router, Send, parse_call, send_json
 from feeds.keys import FeedRef
 from feeds.reads import ReadParams
 from feeds.service import FeedService
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Request], Awaitable[Any]]
+PREFIX = "/api/v1.0"
 
 
-def _json(body: dict[str, Any], started: float, status: int = 200) -> Response:
+def _render(body: dict[str, Any], started: float) -> bytes:
     body["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return orjson.dumps(body)
 
 
-def error_response(exc: FeedError, started: float) -> Response:
+def error_body(exc: FeedError, started: float) -> bytes:
     body = {"detail": exc.detail, "status_code": exc.status, "code": exc.code, "exception": exc.exception}
-    return _json(body, started, exc.status)
+    return _render(body, started)
 
 
-def _endpoint(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            result = await fn(request)
-        except FeedError as exc:
-            return error_response(exc, started)
-        except Exception:  # task boundary: a bug becomes a Stream-shaped 500, and is logged
-            log.exception("feed API error on %s %s", request.method, request.url.path)
-            return error_response(FeedError("internal server error"), started)
-        return _json(result if isinstance(result, dict) else {}, started)
-
-    return endpoint
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
+async def _body(call: Call) -> Any:
+    raw = await call.body()
     if not raw:
         return {}
     try:
@@ -88,19 +70,19 @@ class _Api:
     def __init__(self, service: FeedService) -> None:
         self.svc = service
 
-    def _auth(self, request: Request, resource: str, action: str, feed_id: str | None = "*") -> App:
+    def _auth(self, call: Call, resource: str, action: str, feed_id: str | None = "*") -> App:
         return self.svc.auth.authenticate(
-            request.query_params, request.headers, resource=resource, action=action, feed_id=feed_id
+            call.query, call.headers, resource=resource, action=action, feed_id=feed_id
         )
 
-    def _feed(self, request: Request, resource: str, action: str) -> tuple[App, FeedRef]:
-        group, user_id = request.path_params["group"], request.path_params["user_id"]
-        app = self._auth(request, resource, action, f"{group}{user_id}")
+    def _feed(self, call: Call, resource: str, action: str) -> tuple[App, FeedRef]:
+        group, user_id = call.params["group"], call.params["user_id"]
+        app = self._auth(call, resource, action, f"{group}{user_id}")
         return app, self.svc.feed(app, group, user_id)
 
-    async def add(self, request: Request) -> dict[str, Any]:
-        app, feed = self._feed(request, "feed", "write")
-        data = await _body(request)
+    async def add(self, call: Call) -> dict[str, Any]:
+        app, feed = self._feed(call, "feed", "write")
+        data = await _body(call)
         if isinstance(data, dict) and "activities" in data:
             if not isinstance(data["activities"], list):
                 raise InputError("'activities' must be a list")
@@ -108,36 +90,36 @@ class _Api:
         (stored,) = await self.svc.add_activities(app, feed, [data])
         return stored
 
-    async def read(self, request: Request) -> dict[str, Any]:
-        app, feed = self._feed(request, "feed", "read")
-        return await self.svc.read(app, feed, ReadParams.from_query(request.query_params))
+    async def read(self, call: Call) -> dict[str, Any]:
+        app, feed = self._feed(call, "feed", "read")
+        return await self.svc.read(app, feed, ReadParams.from_query(call.query))
 
-    async def remove(self, request: Request) -> dict[str, Any]:
-        app, feed = self._feed(request, "feed", "delete")
-        ident = request.path_params["activity_id"]
-        by_fid = _flag(request.query_params.get("foreign_id"))
+    async def remove(self, call: Call) -> dict[str, Any]:
+        app, feed = self._feed(call, "feed", "delete")
+        ident = call.params["activity_id"]
+        by_fid = _flag(call.query.get("foreign_id"))
         await self.svc.remove_activity(app, feed, ident, by_foreign_id=by_fid)
         return {"removed": ident}
 
-    async def follow(self, request: Request) -> dict[str, Any]:
-        app, feed = self._feed(request, "follower", "write")
-        data = await _body(request)
+    async def follow(self, call: Call) -> dict[str, Any]:
+        app, feed = self._feed(call, "follower", "write")
+        data = await _body(call)
         if not isinstance(data, dict) or not isinstance(data.get("target"), str):
             raise InputError("follow needs a 'target' feed id")
         target = self.svc.parse_feed(app, data["target"])
         await self.svc.follow(app, feed, target, _copy_limit(data.get("activity_copy_limit")))
         return {}
 
-    async def unfollow(self, request: Request) -> dict[str, Any]:
-        app, feed = self._feed(request, "follower", "delete")
-        target = self.svc.parse_feed(app, request.path_params["target"])
-        keep = _flag(request.query_params.get("keep_history"))
+    async def unfollow(self, call: Call) -> dict[str, Any]:
+        app, feed = self._feed(call, "follower", "delete")
+        target = self.svc.parse_feed(app, call.params["target"])
+        keep = _flag(call.query.get("keep_history"))
         await self.svc.unfollow(app, feed, target, keep_history=keep)
         return {}
 
-    async def _follows(self, request: Request, *, followers: bool) -> dict[str, Any]:
-        _, feed = self._feed(request, "follower", "read")
-        q = request.query_params
+    async def _follows(self, call: Call, *, followers: bool) -> dict[str, Any]:
+        _, feed = self._feed(call, "follower", "read")
+        q = call.query
         limit, offset = _int(q.get("limit"), 25), _int(q.get("offset"), 0)
         only = [f for f in (q.get("filter") or "").split(",") if f]
         return {
@@ -146,47 +128,47 @@ class _Api:
             )
         }
 
-    async def followers(self, request: Request) -> dict[str, Any]:
-        return await self._follows(request, followers=True)
+    async def followers(self, call: Call) -> dict[str, Any]:
+        return await self._follows(call, followers=True)
 
-    async def following(self, request: Request) -> dict[str, Any]:
-        return await self._follows(request, followers=False)
+    async def following(self, call: Call) -> dict[str, Any]:
+        return await self._follows(call, followers=False)
 
-    async def follow_many(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "follower", "write")
-        limit = _copy_limit(request.query_params.get("activity_copy_limit"))
-        pairs = _pairs(await _body(request), "follow_many")
+    async def follow_many(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "follower", "write")
+        limit = _copy_limit(call.query.get("activity_copy_limit"))
+        pairs = _pairs(await _body(call), "follow_many")
         refs = [(self.svc.parse_feed(app, p["source"]), self.svc.parse_feed(app, p["target"])) for p in pairs]
         for source, target in refs:
             await self.svc.follow(app, source, target, limit)
         return {}
 
-    async def unfollow_many(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "follower", "delete")
-        pairs = _pairs(await _body(request), "unfollow_many")
+    async def unfollow_many(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "follower", "delete")
+        pairs = _pairs(await _body(call), "unfollow_many")
         for p in pairs:
             source, target = self.svc.parse_feed(app, p["source"]), self.svc.parse_feed(app, p["target"])
             await self.svc.unfollow(app, source, target, keep_history=bool(p.get("keep_history")))
         return {}
 
-    async def add_to_many(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "feed", "write")
-        data = await _body(request)
+    async def add_to_many(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "feed", "write")
+        data = await _body(call)
         if not isinstance(data, dict) or not isinstance(data.get("feeds"), list):
             raise InputError("add_to_many needs 'activity' and a list of 'feeds'")
         await self.svc.add_to_many(app, data.get("activity"), [str(f) for f in data["feeds"]])
         return {}
 
-    async def to_targets(self, request: Request) -> dict[str, Any]:
-        app, feed = self._feed(request, "feed_targets", "write")
-        data = await _body(request)
+    async def to_targets(self, call: Call) -> dict[str, Any]:
+        app, feed = self._feed(call, "feed_targets", "write")
+        data = await _body(call)
         if not isinstance(data, dict):
             raise InputError("expected an object with foreign_id, time and targets")
         return await self.svc.update_to_targets(app, feed, data)
 
-    async def get_activities(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "activities", "read")
-        q = request.query_params
+    async def get_activities(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "activities", "read")
+        q = call.query
         ids = [i for i in (q.get("ids") or "").split(",") if i]
         fids = [f for f in (q.get("foreign_ids") or "").split(",") if f]
         times = [t for t in (q.get("timestamps") or "").split(",") if t]
@@ -197,26 +179,26 @@ class _Api:
         )
         return {"results": found}
 
-    async def update_activities(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "activities", "write")
-        data = await _body(request)
+    async def update_activities(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "activities", "write")
+        data = await _body(call)
         if not isinstance(data, dict) or not isinstance(data.get("activities"), list):
             raise InputError("expected {'activities': [...]}")
         await self.svc.update_activities(app, data["activities"])
         return {}
 
-    async def partial_update(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "activities", "write")
-        data = await _body(request)
+    async def partial_update(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "activities", "write")
+        data = await _body(call)
         if not isinstance(data, dict) or not isinstance(data.get("changes"), list):
             raise InputError("expected {'changes': [...]}")
         return {"activities": await self.svc.partial_update(app, data["changes"])}
 
-    async def follow_stats(self, request: Request) -> dict[str, Any]:
-        app = self._auth(request, "follower", "read")
+    async def follow_stats(self, call: Call) -> dict[str, Any]:
+        app = self._auth(call, "follower", "read")
         results: dict[str, Any] = {}
         for kind in ("followers", "following"):
-            feed_id = request.query_params.get(kind)
+            feed_id = call.query.get(kind)
             if feed_id:
                 ref = self.svc.parse_feed(app, feed_id)
                 fn = self.svc.store.follower_count if kind == "followers" else self._following_count
@@ -239,28 +221,70 @@ def _int(raw: str | None, default: int) -> int:
     return value
 
 
-def feed_routes(service: FeedService) -> list[BaseRoute]:
-    """Routes relative to the ``/api/v1.0`` mount; trailing slashes as Stream's clients send them."""
-    api = _Api(service)
+class FeedApi:
+    """ASGI app for the routes below ``PREFIX``; with ``lifespan=True`` it also starts and closes the
+    service on the server's lifespan events (standalone use: tests, benchmarks)."""
+
+    def __init__(self, service: FeedService, *, lifespan: bool = False) -> None:
+        self.service = service
+        self._lifespan = lifespan
+        self._router = Router(PREFIX, _route_table(_Api(service)))
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        if kind != "http":
+            return  # no websocket endpoints: the server closes the handshake
+        started = time.perf_counter()
+        try:
+            handler, params = self._router.match(scope["method"], scope["path"])
+            result = await handler(parse_call(scope, receive, params))
+        except FeedError as exc:
+            await send_json(send, exc.status, error_body(exc, started))
+            return
+        except Exception:  # task boundary: a bug becomes a Stream-shaped 500, and is logged
+            log.exception("feed API error on %s %s", scope["method"], scope["path"])
+            await send_json(send, 500, error_body(FeedError("internal server error"), started))
+            return
+        await send_json(send, 200, _render(result if isinstance(result, dict) else {}, started))
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self._lifespan:
+                    await self.service.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._lifespan:
+                    await self.service.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _route_table(api: _Api) -> list[tuple[str, str, Handler]]:
+    """Paths relative to ``PREFIX``, trailing slashes as Stream's clients send them; the hot read
+    route comes first among the GETs."""
     feed = "/feed/{group}/{user_id}"
-    table: list[tuple[str, Handler, str]] = [
-        ("/feed/add_to_many/", api.add_to_many, "POST"),
-        (f"{feed}/follows/", api.follow, "POST"),
-        (f"{feed}/follows/", api.following, "GET"),
-        (f"{feed}/follows/{{target}}/", api.unfollow, "DELETE"),
-        (f"{feed}/followers/", api.followers, "GET"),
-        (f"{feed}/", api.add, "POST"),
-        (f"{feed}/", api.read, "GET"),
+    return [
+        (f"{feed}/", "GET", api.read),
+        (f"{feed}/", "POST", api.add),
+        ("/feed/add_to_many/", "POST", api.add_to_many),
+        (f"{feed}/follows/", "POST", api.follow),
+        (f"{feed}/follows/", "GET", api.following),
+        (f"{feed}/follows/{{target}}/", "DELETE", api.unfollow),
+        (f"{feed}/followers/", "GET", api.followers),
         # Enriched reads: without collections or reactions there is nothing to enrich.
-        (f"/enrich{feed}/", api.read, "GET"),
-        ("/enrich/activities/", api.get_activities, "GET"),
-        (f"{feed}/{{activity_id}}/", api.remove, "DELETE"),
-        ("/feed_targets/{group}/{user_id}/activity_to_targets/", api.to_targets, "POST"),
-        ("/follow_many/", api.follow_many, "POST"),
-        ("/unfollow_many/", api.unfollow_many, "POST"),
-        ("/activities/", api.get_activities, "GET"),
-        ("/activities/", api.update_activities, "POST"),
-        ("/activity/", api.partial_update, "POST"),
-        ("/stats/follow/", api.follow_stats, "GET"),
+        (f"/enrich{feed}/", "GET", api.read),
+        ("/enrich/activities/", "GET", api.get_activities),
+        (f"{feed}/{{activity_id}}/", "DELETE", api.remove),
+        ("/feed_targets/{group}/{user_id}/activity_to_targets/", "POST", api.to_targets),
+        ("/follow_many/", "POST", api.follow_many),
+        ("/unfollow_many/", "POST", api.unfollow_many),
+        ("/activities/", "GET", api.get_activities),
+        ("/activities/", "POST", api.update_activities),
+        ("/activity/", "POST", api.partial_update),
+        ("/stats/follow/", "GET", api.follow_stats),
     ]
-    return [Route(path, _endpoint(handler), methods=[method]) for path, handler, method in table]

@@ -21,9 +21,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
-from feeds.api import feed_routes
+from feeds.api import PREFIX as FEED_API_PREFIX
+from feeds.api import FeedApi
 from feeds.apps import development_app, parse_app
 from realtime.broker.base import Broker
 from realtime.broker.memory import MemoryBroker
@@ -100,11 +101,12 @@ class RealtimeApp:
         self._mount_prefix = settings.mount.rstrip("/") + "/"
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self.feed_api = FeedApi(self.feeds)
+        self._feed_prefix = FEED_API_PREFIX + "/"
         self.web = Starlette(
             routes=[
                 Route("/health", self.health),
                 Route("/metrics", self.metrics),
-                Mount("/api/v1.0", routes=feed_routes(self.feeds)),
                 *(routes or []),
             ],
             lifespan=self.lifespan,
@@ -192,6 +194,9 @@ class RealtimeApp:
                 await serve_eventsource(scope, receive, send, self.server, client_id)
             else:
                 await serve_http(scope, receive, send, self.server)
+            return
+        if kind == "http" and scope["path"].startswith(self._feed_prefix):
+            await self.feed_api(scope, receive, send)  # no framework on the feed API's hot path
             return
         await self.web(scope, receive, send)
 

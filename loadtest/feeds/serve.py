@@ -7,15 +7,11 @@ The app is the one from dataset.py: APP_ID 1, key ``bench-key``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import AsyncIterator
 
 import uvicorn
 from dataset import APP
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from feeds.api import feed_routes
+from feeds.api import FeedApi
 from feeds.config import FanoutConfig
 from feeds.service import FeedService
 from feeds.store.base import Store
@@ -33,18 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     store: Store = RedisStore(args.redis, prefix=args.prefix) if args.redis else SqliteStore(args.db)
     service = FeedService(store, [APP], fanout=FanoutConfig(pull_threshold=args.pull_threshold))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.close()
-
-    app = Starlette(routes=[Mount("/api/v1.0", routes=feed_routes(service))], lifespan=lifespan)
     uvicorn.run(
-        app,
+        FeedApi(service, lifespan=True),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from feeds.api import feed_routes
+from feeds.api import FeedApi
 from feeds.apps import App
 from feeds.config import DEFAULT_GROUPS, FanoutConfig, FeedGroup
 from feeds.notify import FeedUpdate
@@ -68,16 +66,8 @@ class RecordingNotifier:
         self.updates.extend(updates)
 
 
-def build_app(service: FeedService) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.close()
-
-    return Starlette(routes=[Mount("/api/v1.0", routes=feed_routes(service))], lifespan=lifespan)
+def build_app(service: FeedService) -> FeedApi:
+    return FeedApi(service, lifespan=True)
 
 
 @contextlib.contextmanager

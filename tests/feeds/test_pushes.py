@@ -140,11 +140,9 @@ async def test_a_background_push_leaves_an_empty_journal(store: Store) -> None:
 # --- a real process killed after acknowledging over HTTP ------------------------------------------
 CHILD = textwrap.dedent(
     """
-    import asyncio, contextlib, socket, sys
+    import asyncio, socket, sys
     import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-    from feeds.api import feed_routes
+    from feeds.api import FeedApi
     from feeds.apps import App
     from feeds.config import FanoutConfig
     from feeds.service import FeedService
@@ -156,13 +154,7 @@ CHILD = textwrap.dedent(
     # the test-only knob: the background push waits, so the kill lands after the ack and before it
     service = FeedService(store, [App(*sys.argv[4:7])], fanout=FanoutConfig(push_delay_s=3600))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_):
-        await service.start()
-        yield
-        await service.close()
-
-    app = Starlette(routes=[Mount("/api/v1.0", routes=feed_routes(service))], lifespan=lifespan)
+    app = FeedApi(service, lifespan=True)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
