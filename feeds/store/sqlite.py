@@ -9,13 +9,16 @@ alone.  Where the writer runs depends on the durability setting:
 * ``normal`` (default): on the event loop, once per loop iteration for everything queued during it.
   A WAL commit without fsync costs tens of microseconds, far less than handing work to a thread
   that must then win the GIL from a busy loop (measured: that hand-off dominated write latency).
-  Automatic checkpoints are off on this connection; a side thread checkpoints (PASSIVE) every
-  second through its own connection, so copying WAL pages never blocks the loop.
+  Automatic checkpoints are off on this connection; a side thread checkpoints through its own
+  connection, so copying WAL pages never blocks the loop, and keeps the WAL bounded by holding
+  commits (not reads) for one full checkpoint when it grows too large
+  (:mod:`feeds.store.sqlite_wal`).
 * ``full``: on a dedicated writer thread, because fsync would block the loop.
 
-Reads run directly on the event loop thread through a separate connection: WAL lets them proceed
-while a write transaction is open, and every read is a short indexed query, so no thread hop is
-paid on the hot read path.
+Reads run directly on the event loop thread, every one a short indexed query, so no thread hop is
+paid on the hot read path.  With ``normal`` durability they share the write connection (its page
+cache then survives commits); with ``full`` they use their own, and WAL lets them proceed while
+the writer thread's transaction is open.
 
 Timelines.  Entries have one index, the primary key (feed, id): removal by foreign_id or origin
 scans the feed's rows, which are capped, so fan-out inserts touch a single B-tree.  Trimming to the
@@ -48,6 +51,7 @@ import orjson
 
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan
+from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, WalKeeper
 from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
@@ -119,7 +123,13 @@ def _insert_entries(
 
 class SqliteStore:
     def __init__(
-        self, path: str, *, durability: Literal["normal", "full"] = "normal", max_batch: int = 512
+        self,
+        path: str,
+        *,
+        durability: Literal["normal", "full"] = "normal",
+        max_batch: int = 512,
+        wal_limit_frames: int = WAL_LIMIT_FRAMES,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     ) -> None:
         self._path = path
         self._sync = "FULL" if durability == "full" else "NORMAL"
@@ -132,7 +142,9 @@ class SqliteStore:
         self._pending: list[_Op] = []
         self._trims = TrimSchedule()
         self._flush_scheduled = False
-        self._stop_checkpoints = threading.Event()
+        self._wal: WalKeeper | None = None
+        self._wal_limit, self._checkpoint_every_s = wal_limit_frames, checkpoint_every_s
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -150,40 +162,51 @@ class SqliteStore:
         setup.executescript(_SCHEMA)
         setup.execute("UPDATE push_jobs SET lease_until_us=0 WHERE lease_until_us > 0")  # see "Push journal"
         setup.close()
-        self._reader = self._connect()
-        self._stop_checkpoints.clear()
+        self._closing = False
         if self._on_loop:
-            self._writer = self._connect()
+            # Reads share the loop's write connection: a group commit never spans an await, so no
+            # read sees an open transaction, and a connection's page cache survives its own commits
+            # (another connection's commit would empty a separate reader's cache every time).
+            self._writer = self._reader = self._connect()
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
-            target, name = self._checkpoint_main, "feeds-sqlite-checkpoint"
+            self._wal = WalKeeper(
+                self._connect,
+                self._loop,
+                self._schedule_flush,
+                limit_frames=self._wal_limit,
+                every_s=self._checkpoint_every_s,
+            )
+            self._wal.start()
         else:
-            target, name = self._writer_main, "feeds-sqlite-writer"
-        self._thread = threading.Thread(target=target, name=name, daemon=True)
-        self._thread.start()
+            self._reader = self._connect()
+            self._thread = threading.Thread(target=self._writer_main, name="feeds-sqlite-writer", daemon=True)
+            self._thread.start()
+
+    @property
+    def wal_restarts(self) -> int:
+        """How many times the WAL keeper held commits to start the WAL over."""
+        return 0 if self._wal is None else self._wal.restarts
 
     async def close(self) -> None:
+        self._closing = True
         while self._pending:
             self._flush()  # commit what is queued before the connection goes
+        if self._wal is not None:
+            await asyncio.to_thread(self._wal.stop)
+            self._wal = None
         if self._thread is not None:
             self._queue.put(None)
-            self._stop_checkpoints.set()
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        for conn in (self._writer, self._reader):
-            if conn is not None:
-                conn.close()
+        for conn in {id(c): c for c in (self._writer, self._reader) if c is not None}.values():
+            conn.close()
         self._writer = self._reader = None
-
-    def _checkpoint_main(self) -> None:
-        conn = self._connect()
-        while not self._stop_checkpoints.wait(1.0):
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        conn.close()
 
     def _flush(self) -> None:
         """Run on the loop: commit everything queued during the last iteration as one group."""
         self._flush_scheduled = False
+        if self._wal is not None and self._wal.holding and not self._closing:
+            return  # the WAL keeper resumes us once its checkpoint is done
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         if self._pending:
             self._schedule_flush()
@@ -239,7 +262,7 @@ class SqliteStore:
         return outcomes
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._thread is None or self._loop is None:
+        if (self._writer is None and self._thread is None) or self._loop is None:
             raise RuntimeError("SqliteStore is not started")
         fut: asyncio.Future[T] = self._loop.create_future()
         if self._on_loop:
