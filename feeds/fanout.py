@@ -14,9 +14,9 @@ Read side: a timeline read takes ``offset + limit`` entries from the feed itself
 pulled feed it follows, and heap-merges them newest first (duplicates, e.g. entries pushed before an
 author crossed the threshold, are dropped).  It stops early: once the feed's own page is full, its
 oldest entry is a floor, and pulled feeds are only asked for entries above it, so a pulled feed with
-nothing newer costs one empty indexed read.  When the feed's own entries run out and the timeline is
-at its cap (older entries were trimmed), the read falls back to pulling every followed feed below the
-oldest retained entry, so paging past the cap still works.
+nothing newer costs one empty indexed read.  Below the oldest entry the cap keeps, a timeline is
+incomplete (trimmed, or holding stragglers a lazy trim left or a backdated post added), so a page
+that reaches below it also pulls every followed feed from there down: paging past the cap works.
 
 A read learns which followed feeds are pulled, how many it follows and when it was last read in one
 store round trip (:meth:`Store.read_plan`, live follower counts); the full list of followings is
@@ -119,10 +119,15 @@ class Fanout:
         pulled_bounds = bounds if floor is None else _raise_lower(bounds, floor + 1)
         for target in plan.pulled:
             lists.append(await self._pull(target, need, pulled_bounds, tag))
-        if len(own) < need and own and await self._at_cap(feed.key, cap):
-            below = _lower_upper(bounds, own[-1].id - 1)
-            for target in await self._pushed_targets(feed.key, plan):
-                lists.append(await self._pull(target, need, below, tag))
+        # Below the cap's oldest kept entry the timeline is not to be trusted: trimmed, or holding a
+        # few stragglers (lazy trims, backdated posts).  A page that reaches there pulls the pushing
+        # feeds too.  A first page (no upper bound, need <= cap) never does, so costs nothing here.
+        if len(own) < need or bounds.upper() is not None:
+            boundary = await self._cap_boundary(feed.key, cap)
+            if boundary is not None and (len(own) < need or own[-1].id < boundary):
+                below = _lower_upper(bounds, boundary - 1)
+                for target in await self._pushed_targets(feed.key, plan):
+                    lists.append(await self._pull(target, need, below, tag))
         return list(_take(heapq.merge(*lists, key=lambda e: -e.id), need))
 
     async def read_up(self, feed: FeedRef, *, lowest: int, need: int) -> list[Entry]:
@@ -146,8 +151,10 @@ class Fanout:
         # Only what was posted to the followed feed itself travels (fan-out is not transitive).
         return [replace(e, origin=origin, group_key="") for e in got if e.origin is None]
 
-    async def _at_cap(self, feed_key: str, cap: int) -> bool:
-        return bool(await self._store.read_entries(feed_key, limit=1, offset=cap - 1))
+    async def _cap_boundary(self, feed_key: str, cap: int) -> int | None:
+        """The id of the oldest entry the cap keeps, or None while the feed holds fewer."""
+        got = await self._store.read_entries(feed_key, limit=1, offset=cap - 1)
+        return got[0].id if got else None
 
 
 def _raise_lower(bounds: Bounds, lowest: int) -> Bounds:

@@ -11,7 +11,7 @@ from feeds.apps import App
 from feeds.config import FanoutConfig, FeedGroup
 from feeds.reads import ReadParams
 from feeds.service import FeedService
-from feeds.store.base import Store
+from feeds.store.base import Bounds, Store
 
 APP = App("7", "k", "s" * 40)
 T0 = 1_750_000_000.0
@@ -102,6 +102,30 @@ async def test_reads_past_the_cap_pull_from_followed_feeds(
     assert await stored_ids(store, timeline) == posted[:2:-1]
     assert await timeline_ids(svc, "r", limit=10) == posted[::-1]
     assert await timeline_ids(svc, "r", limit=2) == posted[:3:-1]
+
+
+async def test_cursor_pages_below_the_kept_entries_pull_too(
+    svc: FeedService, store: Store, clock: Clock
+) -> None:
+    """A page that starts below the cap's oldest kept entry (own entries: none), and one whose own
+    entries include a straggler the lazy trim left behind, both come back whole."""
+    await svc.follow(APP, svc.feed(APP, "timeline", "r"), svc.feed(APP, "user", "a"))
+    posted = []
+    for i in range(8):
+        clock.now += 1
+        posted.append(await post(svc, "a", str(i)))
+    timeline = svc.feed(APP, "timeline", "r").key
+    # Kept: the 3 newest (the cap) plus a straggler, posted[1], as a lazy trim can leave.
+    await store.remove_entries([timeline], [int(posted[i]) for i in (0, 2, 3, 4)])
+    assert await stored_ids(store, timeline) == [posted[7], posted[6], posted[5], posted[1]]
+    page = await svc.read(
+        APP, svc.feed(APP, "timeline", "r"), ReadParams(limit=2, bounds=Bounds(lt=int(posted[4])))
+    )
+    assert [a["id"] for a in page["results"]] == [posted[3], posted[2]]
+    page = await svc.read(
+        APP, svc.feed(APP, "timeline", "r"), ReadParams(limit=3, bounds=Bounds(lt=int(posted[6])))
+    )
+    assert [a["id"] for a in page["results"]] == [posted[5], posted[4], posted[3]]
 
 
 async def test_follow_copies_into_aggregated_feed_with_group_keys(svc: FeedService, clock: Clock) -> None:
