@@ -92,7 +92,7 @@ class _Api:
 
     async def read(self, call: Call) -> dict[str, Any]:
         app, feed = self._feed(call, "feed", "read")
-        return await self.svc.read(app, feed, ReadParams.from_query(call.query))
+        return await self.svc.read(app, feed, ReadParams.from_query(call.query), encoded=True)
 
     async def remove(self, call: Call) -> dict[str, Any]:
         app, feed = self._feed(call, "feed", "delete")

@@ -100,7 +100,7 @@ class Reader:
         return cached
 
     async def read(
-        self, app: App, feed: FeedRef, p: ReadParams
+        self, app: App, feed: FeedRef, p: ReadParams, *, encoded: bool = False
     ) -> tuple[dict[str, Any], tuple[Marks, Marks] | None]:
         group = self._svc.group(feed.group)
         store = self._svc.store
@@ -124,7 +124,7 @@ class Reader:
                 nxt = (
                     f"/api/v1.0/feed/{feed.group}/{feed.user_id}/?offset={p.offset + p.limit}&limit={p.limit}"
                 )
-            return {"results": flat_results(page, bodies), "next": nxt}, None
+            return {"results": flat_results(page, bodies, encoded=encoded), "next": nxt}, None
 
         return await self._read_groups(app, feed, group, p)
 

@@ -406,8 +406,12 @@ class FeedService:
             for f in rows
         ]
 
-    async def read(self, app: App, feed: FeedRef, params: ReadParams) -> dict[str, Any]:
-        result, update = await self.reader.read(app, feed, params)
+    async def read(
+        self, app: App, feed: FeedRef, params: ReadParams, *, encoded: bool = False
+    ) -> dict[str, Any]:
+        """A page of ``feed``; with ``encoded``, flat results are pre-encoded ``orjson.Fragment``s
+        for a response body rather than dicts."""
+        result, update = await self.reader.read(app, feed, params, encoded=encoded)
         if update is not None:
             changes = self._changes()
             marks = changes.of(feed)

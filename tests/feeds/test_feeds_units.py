@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 
 import jwt
+import orjson
 import pytest
 
 from feeds.activity import Activity, parse_time
@@ -15,6 +16,7 @@ from feeds.config import FeedGroup, render_aggregation
 from feeds.errors import ApiKeyError, InputError, NotAllowedError, RankingError, SignatureError
 from feeds.ids import IdGenerator, id_time_ms, parse_id, time_to_us
 from feeds.ranking import Ranking
+from feeds.store.base import Entry
 
 SECRET = "x" * 40
 APP = App("1", "key", SECRET)
@@ -123,3 +125,18 @@ def test_verified_tokens_are_cached_but_expiry_still_applies() -> None:
     now[0] += 120  # the cached claims must not outlive the token's exp
     with pytest.raises(SignatureError):
         auth.authenticate({"api_key": "key"}, headers, resource="feed", action="read")
+
+
+def test_encoded_flat_results_are_the_same_json_as_decoded_ones() -> None:
+    from feeds.feed import flat_results
+
+    acts = [
+        Activity(actor="a", verb="v", object="o", time_us=1_000_000, id=7, extra={"n": 1, "s": 'q"uo\\te'}),
+        Activity(actor="b", verb="v", object="p", time_us=2_000_000, id=8),
+    ]
+    bodies = {a.id: a.dumps() for a in acts}
+    entries = [Entry(8, origin='user:"x"'), Entry(7), Entry(9, origin="user:gone")]  # 9: no body
+    plain = flat_results(entries, bodies)
+    encoded = orjson.loads(orjson.dumps(flat_results(entries, bodies, encoded=True)))
+    assert encoded == plain
+    assert [a["origin"] for a in plain] == ['user:"x"', None]
