@@ -39,7 +39,7 @@ from feeds.keys import FeedRef
 from feeds.store.base import ClaimedJob, Entry, PushJob, Store
 
 log = logging.getLogger(__name__)
-PUSH_CHUNK = 500  # follower feeds per journal record and per background write: short group commits
+PUSH_CHUNK = 128  # follower feeds per journal record and per background write: short group commits
 RESUME_PAGE = 16  # records claimed at a time by a resume pass
 MAX_ATTEMPTS = 5
 

@@ -118,3 +118,21 @@ async def test_wal_stays_bounded_under_continuous_writes_and_reads_go_on(tmp_pat
     # bound: the limit plus what one short interval can add (measured ~0.3 MB here); without the
     # keeper the WAL held every page written (tens of MB)
     assert biggest < 8 * 1024 * 1024, biggest
+
+
+async def test_commit_groups_are_bounded_by_rows_so_the_loop_runs_between_them(tmp_path: Path) -> None:
+    from feeds.store.sqlite import FLUSH_ROWS
+
+    store = SqliteStore(str(tmp_path / "f.db"))
+    await store.start()
+    try:
+        feeds = [f"a/timeline:{i}" for i in range(FLUSH_ROWS * 3 // 4)]
+        writes = [asyncio.ensure_future(store.add_entries(feeds, [Entry(k)], cap=100)) for k in range(1, 11)]
+        progress = []
+        while not all(w.done() for w in writes):
+            await asyncio.sleep(0)
+            progress.append(sum(w.done() for w in writes))
+        assert len(set(progress)) >= 9  # one write per group: the loop ran between every two groups
+        assert [e.id for e in await store.read_entries(feeds[-1], limit=20)] == list(range(10, 0, -1))
+    finally:
+        await store.close()
