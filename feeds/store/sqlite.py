@@ -1,24 +1,9 @@
 """SqliteStore: the embedded store (stdlib sqlite3, WAL).
 
-Writes.  One write connection, group commit: each write is a closure queued with an asyncio future;
-the writer takes everything queued (up to ``max_batch``), runs each closure in its own SAVEPOINT
-inside one transaction and commits once, then resolves the futures.  So one commit (and, with
-``durability="full"``, one fsync) serves many concurrent writers, and a failing write rolls back
-alone.  Where the writer runs depends on the durability setting:
-
-* ``normal`` (default): on the event loop, once per loop iteration for everything queued during it.
-  A WAL commit without fsync costs tens of microseconds, far less than handing work to a thread
-  that must then win the GIL from a busy loop (measured: that hand-off dominated write latency).
-  Automatic checkpoints are off on this connection; a side thread checkpoints through its own
-  connection, so copying WAL pages never blocks the loop, and keeps the WAL bounded by holding
-  commits (not reads) for one full checkpoint when it grows too large
-  (:mod:`feeds.store.sqlite_wal`).
-* ``full``: on a dedicated writer thread, because fsync would block the loop.
-
-Reads run directly on the event loop thread, every one a short indexed query, so no thread hop is
-paid on the hot read path.  With ``normal`` durability they share the write connection (its page
-cache then survives commits); with ``full`` they use their own, and WAL lets them proceed while
-the writer thread's transaction is open.
+Writes go through :class:`~feeds.store.sqlite_commit.GroupCommit` (one write connection, group
+commit, on the loop or on a writer thread depending on the durability setting); reads run directly
+on the event loop thread, every one a short indexed query, so no thread hop is paid on the hot read
+path.
 
 Timelines.  Entries have one index, the primary key (feed, id): removal by foreign_id or origin
 scans the feed's rows, which are capped, so fan-out inserts touch a single B-tree.  Trimming to the
@@ -41,22 +26,17 @@ acknowledged their activity.
 from __future__ import annotations
 
 import asyncio
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import orjson
 
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan
-from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, WalKeeper
+from feeds.store.sqlite_commit import GroupCommit
+from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
 from feeds.store.trim import TrimSchedule
-
-T = TypeVar("T")
-_Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]  # op, its future, rows
-_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS activities(
@@ -91,7 +71,6 @@ SELECT (SELECT count(*) FROM follows WHERE source=?1),
    WHERE f.source=?1 AND c.n > ?2),
   (SELECT last_read_us FROM feed_state WHERE feed=?1)
 """
-FLUSH_ROWS = 256  # rows per loop-side group commit: ~5 ms of fan-out inserts on a warm store
 _ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
 
 
@@ -134,19 +113,16 @@ class SqliteStore:
     ) -> None:
         self._path = path
         self._sync = "FULL" if durability == "full" else "NORMAL"
-        self._on_loop = durability == "normal"
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._commits = GroupCommit(
+            self._connect,
+            on_loop=durability == "normal",
+            max_batch=max_batch,
+            wal_limit_frames=wal_limit_frames,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        self._write = self._commits.write
         self._reader: sqlite3.Connection | None = None
-        self._writer: sqlite3.Connection | None = None
-        self._pending: list[_Op] = []
         self._trims = TrimSchedule()
-        self._flush_scheduled = False
-        self._wal: WalKeeper | None = None
-        self._wal_limit, self._checkpoint_every_s = wal_limit_frames, checkpoint_every_s
-        self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -158,128 +134,21 @@ class SqliteStore:
         return conn
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         setup = self._connect()
         setup.executescript(_SCHEMA)
         setup.execute("UPDATE push_jobs SET lease_until_us=0 WHERE lease_until_us > 0")  # see "Push journal"
         setup.close()
-        self._closing = False
-        if self._on_loop:
-            # Reads share the loop's write connection: a group commit never spans an await, so no
-            # read sees an open transaction, and a connection's page cache survives its own commits
-            # (another connection's commit would empty a separate reader's cache every time).
-            self._writer = self._reader = self._connect()
-            self._writer.execute("PRAGMA wal_autocheckpoint=0")
-            self._wal = WalKeeper(
-                self._connect,
-                self._loop,
-                self._schedule_flush,
-                limit_frames=self._wal_limit,
-                every_s=self._checkpoint_every_s,
-            )
-            self._wal.start()
-        else:
-            self._reader = self._connect()
-            self._thread = threading.Thread(target=self._writer_main, name="feeds-sqlite-writer", daemon=True)
-            self._thread.start()
+        self._reader = self._commits.start(asyncio.get_running_loop())
 
     @property
     def wal_restarts(self) -> int:
-        """How many times the WAL keeper held commits to start the WAL over."""
-        return 0 if self._wal is None else self._wal.restarts
+        return self._commits.wal_restarts
 
     async def close(self) -> None:
-        self._closing = True
-        while self._pending:
-            self._flush()  # commit what is queued before the connection goes
-        if self._wal is not None:
-            await asyncio.to_thread(self._wal.stop)
-            self._wal = None
-        if self._thread is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        for conn in {id(c): c for c in (self._writer, self._reader) if c is not None}.values():
-            conn.close()
-        self._writer = self._reader = None
-
-    def _flush(self) -> None:
-        """Run on the loop: commit everything queued during the last iteration as one group."""
-        self._flush_scheduled = False
-        if self._wal is not None and self._wal.holding and not self._closing:
-            return  # the WAL keeper resumes us once its checkpoint is done
-        pending, taken, rows = self._pending, 0, 0
-        # Bounded by rows as well as ops: one group runs in one loop callback, so its size is how
-        # long every read waits.  A single op larger than the bound still goes alone.
-        while taken < len(pending) and taken < self._max_batch:
-            rows += pending[taken][2]
-            if taken and rows > FLUSH_ROWS:
-                break
-            taken += 1
-        batch, self._pending = pending[:taken], pending[taken:]
-        if self._pending:
-            self._schedule_flush()
-        if batch and self._writer is not None:
-            _resolve_all(self._run_batch(self._writer, batch))
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._loop is not None:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    # --- the writer -----------------------------------------------------------------------------
-    def _writer_main(self) -> None:
-        conn = self._connect()
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            outcomes = self._run_batch(conn, batch)
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(_resolve_all, outcomes)  # one loop wake-up per group
-        conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for fn, fut, _ in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                result = fn(conn)
-            except Exception as exc:  # one failing write must not sink the rest of the group
-                conn.execute("ROLLBACK TO op")
-                outcomes.append((fut, None, exc))
-            else:
-                outcomes.append((fut, result, None))
-            conn.execute("RELEASE op")
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as commit_error:
-            conn.execute("ROLLBACK")
-            outcomes = [(fut, None, commit_error) for fut, _, _ in outcomes]
-        return outcomes
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1) -> T:
-        if (self._writer is None and self._thread is None) or self._loop is None:
-            raise RuntimeError("SqliteStore is not started")
-        fut: asyncio.Future[T] = self._loop.create_future()
-        if self._on_loop:
-            self._pending.append((fn, fut, rows))
-            self._schedule_flush()
-        else:
-            self._queue.put((fn, fut, rows))
-        return await fut
+        reader, self._reader = self._reader, None
+        await self._commits.close()
+        if reader is not None:
+            reader.close()  # a no-op when it is the write connection, closed above
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._reader is None:
@@ -584,13 +453,3 @@ class SqliteStore:
             (target, since_us),
         )
         return [r[0] for r in rows]
-
-
-def _resolve_all(outcomes: list[_Outcome]) -> None:
-    for fut, result, exc in outcomes:
-        if fut.done():  # the awaiting task was cancelled
-            continue
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)

@@ -64,14 +64,14 @@ async def test_concurrent_writes_share_commits(tmp_path: Path, durability: Liter
     store = SqliteStore(str(tmp_path / "f.db"), durability=durability)
     await store.start()
     commits = 0
-    original = store._run_batch
+    original = store._commits._run_batch
 
     def counting(conn, batch):  # type: ignore[no-untyped-def]
         nonlocal commits
         commits += 1
         return original(conn, batch)
 
-    store._run_batch = counting  # type: ignore[method-assign]
+    store._commits._run_batch = counting  # type: ignore[method-assign]
     try:
         writes = asyncio.gather(*(store.add_entries(["f"], [Entry(i)], cap=1000) for i in range(1, 301)))
         await asyncio.wait_for(writes, 30)
@@ -121,7 +121,7 @@ async def test_wal_stays_bounded_under_continuous_writes_and_reads_go_on(tmp_pat
 
 
 async def test_commit_groups_are_bounded_by_rows_so_the_loop_runs_between_them(tmp_path: Path) -> None:
-    from feeds.store.sqlite import FLUSH_ROWS
+    from feeds.store.sqlite_commit import FLUSH_ROWS
 
     store = SqliteStore(str(tmp_path / "f.db"))
     await store.start()
