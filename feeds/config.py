@@ -102,6 +102,8 @@ class FanoutConfig:
     after that any process's sweep (every half lease) may run it again.  ``push_delay_s``: a pause
     before each background push starts, 0 except in tests that kill a process mid-push.
     ``default_copy_limit`` / ``max_copy_limit``: activities copied on follow.
+    ``follower_count_ttl_s``: no longer used (follower counts are read live); kept so existing
+    configuration files still load.
     """
 
     pull_threshold: int = 10_000

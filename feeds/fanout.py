@@ -20,15 +20,14 @@ that reaches below it also pulls every followed feed from there down: paging pas
 
 A read learns which followed feeds are pulled, how many it follows and when it was last read in one
 store round trip (:meth:`Store.read_plan`, live follower counts); the full list of followings is
-only fetched on the rare paths (backfill, reads past the cap).  The write side caches follower
-counts per process for ``follower_count_ttl_s``, so crossing the threshold takes effect there within
-that time; duplicates from the switch are absorbed by the merge.
+only fetched on the rare paths (backfill, reads past the cap).  The write side checks the live count
+too, in the same store operation that pushes (:meth:`Store.add_and_push`); duplicates from crossing
+the threshold are absorbed by the merge.
 """
 
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
@@ -45,39 +44,15 @@ class Fanout:
         config: FanoutConfig,
         *,
         now_us: Callable[[], int],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._config = config
         self._now_us = now_us
-        self._clock = clock
-        self._counts: dict[str, tuple[int, float]] = {}
         self._inactive_us = int(config.inactive_after_s * 1_000_000)
 
-    async def follower_count(self, feed_key: str) -> int:
-        now = self._clock()
-        cached = self._counts.get(feed_key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        count = await self._store.follower_count(feed_key)
-        if len(self._counts) > 100_000:
-            self._counts.clear()
-        self._counts[feed_key] = (count, now + self._config.follower_count_ttl_s)
-        return count
-
-    def forget(self, feed_key: str) -> None:
-        """Drop a cached count (after a follow or unfollow on this node)."""
-        self._counts.pop(feed_key, None)
-
-    async def is_pulled(self, feed_key: str) -> bool:
-        return await self.follower_count(feed_key) > self._config.pull_threshold
-
-    async def push_target_keys(self, feed_key: str) -> list[str]:
-        """Store keys of the followers whose timelines get this feed's new activities now: the active
-        ones, or none for a pulled feed."""
-        if await self.is_pulled(feed_key):
-            return []
-        return await self._store.active_followers(feed_key, self._now_us() - self._inactive_us)
+    def push_since_us(self) -> int:
+        """Followers last read at or after this time are active: new activities are pushed to them."""
+        return self._now_us() - self._inactive_us
 
     async def all_followers(self, feed_key: str) -> list[FeedRef]:
         """Every follower (removals must reach entries pushed while a follower was active)."""

@@ -30,10 +30,18 @@ from feeds.keys import FeedRef, check_name
 from feeds.notify import FeedUpdate, Notifier
 from feeds.pushes import Pushes, chunked
 from feeds.reads import Reader, ReadParams
-from feeds.store.base import ClaimedJob, Entry, Follow, PushJob, Store
+from feeds.store.base import ClaimedJob, Entry, Follow, Post, PushJob, Store
 
 log = logging.getLogger(__name__)
 MAX_TAGS = 10
+
+
+@dataclass(slots=True)
+class _Journal:
+    """Push chunks one fan-out reserved (released if it fails) and journalled (run after it)."""
+
+    reserved: int = 0
+    claimed: list[ClaimedJob] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -133,56 +141,94 @@ class FeedService:
     async def _fan_out(self, act: Activity, direct: list[FeedRef], changes: _Changes) -> None:
         """Write ``act`` into ``direct`` feeds and push it to their active followers.
 
-        Pushes to at most ``inline_fanout`` followers of a feed are written before returning (in the
-        same group commit as the feed's own entry).  Larger ones are journalled in the store in the
-        same atomic write as the feed's own entry, acknowledged, and finished by a background task
-        in chunks, which then notifies (:mod:`feeds.pushes`).  A crash after the acknowledgement
-        loses nothing: a resume pass (at the next start, or any node's sweep) finishes the
-        journalled chunks.  When this process already has
-        ``max_pending_push_jobs`` chunks in flight, large pushes are written before returning too."""
+        A feed's own entry, its pushes to at most ``inline_fanout`` active followers and the
+        placements go in one store operation (:meth:`Store.add_and_push`, one round trip with Redis).
+        Larger pushes are journalled in the store in the same atomic write as the feed's own entry,
+        acknowledged, and finished by a background task in chunks, which then notifies
+        (:mod:`feeds.pushes`).  A crash after the acknowledgement loses nothing: a resume pass (at
+        the next start, or any node's sweep) finishes the journalled chunks.  When this process
+        already has ``max_pending_push_jobs`` chunks in flight, large pushes are written before
+        returning too."""
         tags = tuple(act.extra.get("tags", ()))
-        notify = self.notifier is not None
-        inline = self.fanout_config.inline_fanout
-        writes: list[Awaitable[None]] = []
-        if direct:  # recorded so an update of the activity can find its timelines
-            writes.append(self.store.add_placements(direct[0].app_id, act.id, [f.key for f in direct]))
-        journalled: list[ClaimedJob] = []
-        reserved = 0
+        since_us = self.fanout.push_since_us()
+        group_keys = {name: g.group_key(act) for name, g in self.groups.items()}
+        placed = tuple(f.key for f in direct)  # recorded so an update can find its timelines
+        journal = _Journal()
+        posts = [
+            self._post(act, feed, tags, group_keys, since_us, placed if i == 0 else (), changes, journal)
+            for i, feed in enumerate(direct)
+        ]
         try:
-            for feed in direct:
-                group = self.group(feed.group)
-                own = Entry(act.id, None, act.foreign_id, group.group_key(act), tags)
-                if notify:
-                    changes.of(feed).new.append(act.to_json(origin=None))
-                # Hot loop over up to pull_threshold followers: plain key strings, no per-follower objects.
-                by_group: dict[str, list[str]] = {}
-                for key in await self.fanout.push_target_keys(feed.key):
-                    by_group.setdefault(key[key.index("/") + 1 : key.index(":")], []).append(key)
-                jobs: list[PushJob] = []
-                for name, keys in by_group.items():
-                    fgroup = self.groups.get(name)
-                    if fgroup is None:  # a group removed from config: its timelines are frozen
-                        continue
-                    entry = Entry(act.id, feed.feed_id, act.foreign_id, fgroup.group_key(act), tags)
-                    if len(keys) > inline:
-                        chunks = chunked(feed.app_id, keys, entry, fgroup.max_length)
-                        if self.pushes.reserve(len(chunks)):
-                            reserved += len(chunks)
-                            jobs += chunks
-                            continue
-                    writes.append(self.store.add_entries(keys, [entry], fgroup.max_length))
-                    if notify:
-                        self._note_new(changes, keys, act, feed.feed_id)
-                if jobs:
-                    writes.append(self._journal(feed.key, own, group.max_length, jobs, journalled))
-                else:
-                    writes.append(self.store.add_entries([feed.key], [own], group.max_length))
-            await asyncio.gather(*writes)
+            # every post runs to its end before a failure is raised: none reserves after the release
+            for outcome in await asyncio.gather(*posts, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:  # records journalled before the failure are left to a sweep
-            self.pushes.release(reserved)
+            self.pushes.release(journal.reserved)
             raise
-        if journalled:
-            self.pushes.run_later(act, journalled)
+        if journal.claimed:
+            self.pushes.run_later(act, journal.claimed)
+
+    async def _post(
+        self,
+        act: Activity,
+        feed: FeedRef,
+        tags: tuple[str, ...],
+        group_keys: dict[str, str],
+        since_us: int,
+        placed: tuple[str, ...],
+        changes: _Changes,
+        journal: _Journal,
+    ) -> None:
+        """One direct feed of :meth:`_fan_out`; the journalled path when the push is too large."""
+        group = self.group(feed.group)
+        own = Entry(act.id, None, act.foreign_id, group_keys[group.name], tags)
+        notify = self.notifier is not None
+        if notify:
+            changes.of(feed).new.append(act.to_json(origin=None))
+        cfg = self.fanout_config
+        pushed = tuple(
+            (
+                FeedRef(feed.app_id, g.name, "").key,
+                Entry(act.id, feed.feed_id, act.foreign_id, group_keys[g.name], tags),
+                g.max_length,
+            )
+            for g in self.groups.values()
+        )
+        post = Post(
+            feed.app_id,
+            feed.key,
+            own,
+            group.max_length,
+            since_us,
+            cfg.pull_threshold,
+            cfg.inline_fanout,
+            pushed,
+            placed,
+        )
+        posted = await self.store.add_and_push(post)
+        if posted.done:
+            if notify:
+                self._note_new(changes, posted.keys, act, feed.feed_id)
+            return
+        # Too many active followers to push before acknowledging: journal what can be reserved.
+        writes: list[Awaitable[None]] = []
+        jobs: list[PushJob] = []
+        for keys, entry, cap in post.route(posted.keys):
+            if len(keys) > cfg.inline_fanout:
+                chunks = chunked(feed.app_id, keys, entry, cap)
+                if self.pushes.reserve(len(chunks)):
+                    journal.reserved += len(chunks)
+                    jobs += chunks
+                    continue
+            writes.append(self.store.add_entries(keys, [entry], cap))
+            if notify:
+                self._note_new(changes, keys, act, feed.feed_id)
+        if jobs:
+            writes.append(self._journal(feed.key, own, group.max_length, jobs, journal.claimed))
+        else:
+            writes.append(self.store.add_entries([feed.key], [own], group.max_length))
+        await asyncio.gather(*writes)
 
     async def _journal(
         self, key: str, own: Entry, cap: int, jobs: list[PushJob], out: list[ClaimedJob]
@@ -363,7 +409,6 @@ class FeedService:
             raise InputError(f"activity_copy_limit must be between 0 and {cfg.max_copy_limit}")
         await self.store.follow([Follow(source.key, target.key, self.now_us())])
         await self.fanout.mark_active(source.key)  # a follow is activity: push to it from now on
-        self.fanout.forget(target.key)
         if limit == 0:
             return
         entries = [e for e in await self.store.read_entries(target.key, limit=limit) if e.origin is None]
@@ -382,7 +427,6 @@ class FeedService:
 
     async def unfollow(self, app: App, source: FeedRef, target: FeedRef, *, keep_history: bool) -> None:
         await self.store.unfollow(source.key, target.key)
-        self.fanout.forget(target.key)
         if not keep_history:
             await self.store.remove_origin(source.key, target.feed_id)
 

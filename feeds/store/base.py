@@ -24,6 +24,11 @@ Guarantees every implementation gives:
 * **Placements.**  The feeds an activity was written to directly (its feed and ``to`` targets) are
   recorded per activity, so an update can find its timelines; a superset is fine (rewriting the
   columns of a feed that no longer holds the entry is a no-op).
+* **Posting.**  :meth:`add_and_push` writes an activity's entry into a feed it was posted to and, in
+  the same step, pushes it to that feed's active followers (:class:`Post`): the common small
+  fan-out in one store operation.  A feed with more than ``pull_threshold`` followers (live count)
+  is not pushed to.  When more than ``max_push`` followers are active, nothing but the placements
+  is written and their keys are returned, so the caller takes the journalled path for them.
 * **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
 * **Activity of feeds.**  A feed's last-read time is kept so fan-out can skip inactive followers;
   :meth:`active_followers` lists the followers read at or after a time.
@@ -118,6 +123,48 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Post:
+    """An activity's entry for ``feed`` (posted there directly) and the push of it to the feed's
+    followers read at or after ``since_us`` (see :meth:`Store.add_and_push`).
+
+    ``groups`` says what a follower gets, by the start of its key: (key prefix, entry, cap), first
+    match wins; followers matching no prefix get nothing (a group removed from the configuration
+    keeps its timelines frozen).  ``placements`` are recorded for the activity (``entry.id``) under
+    ``app``, as :meth:`Store.add_placements` does."""
+
+    app: str
+    feed: str
+    entry: Entry
+    cap: int
+    since_us: int
+    pull_threshold: int
+    max_push: int
+    groups: tuple[tuple[str, Entry, int], ...]
+    placements: tuple[str, ...] = ()
+
+    def route(self, keys: Sequence[str]) -> list[tuple[list[str], Entry, int]]:
+        """``keys`` split by group: (keys, entry, cap) per group that matched any."""
+        out: dict[str, tuple[list[str], Entry, int]] = {}
+        for key in keys:
+            for prefix, entry, cap in self.groups:
+                if key.startswith(prefix):
+                    out.setdefault(prefix, ([], entry, cap))[0].append(key)
+                    break
+        return list(out.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What :meth:`Store.add_and_push` did.  ``done``: the entry and its pushes are written, and
+    ``keys`` are the followers it was pushed to.  Not ``done``: only placements were written, and
+    ``keys`` are all the active followers (more than ``max_push``, or more than the store writes in
+    one step: RedisStore bounds one script's work), for the caller to push."""
+
+    done: bool
+    keys: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Follow:
     source: str
     target: str
@@ -171,6 +218,13 @@ class Store(Protocol):
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None: ...
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None: ...
+
+    async def add_and_push(self, post: Post) -> Posted:
+        """Record ``post.placements``; then, unless more than ``post.max_push`` followers of
+        ``post.feed`` are active (see :class:`Posted`), add ``post.entry`` to ``post.feed`` and each
+        active follower's entry (by ``post.groups``), as :meth:`add_entries` would; the writes are one
+        atomic step."""
+        ...
 
     # --- push journal ---------------------------------------------------------------------------
     async def add_entries_and_jobs(

@@ -17,7 +17,17 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
   Leases are not released at start (other nodes may be running their jobs): a restarted node
   resumes its orphaned jobs once their lease ends, and so does any other node.
 
-Timelines are trimmed lazily (``feeds.store.trim``), as in SqliteStore.
+Posting (:meth:`RedisStore.add_and_push`) is one ``_POST`` script: placements, the follower count
+and active-follower filter, the own entry and the pushes, in one round trip.  The calls of the hot
+write path (``_PUT``, ``_POST``) made during one event-loop iteration travel in one pipeline
+(:mod:`feeds.store.redis_batch`); each script still runs atomically and is acknowledged only once
+Redis replied to it.
+
+Timelines are trimmed lazily: by ``feeds.store.trim``'s per-feed counts, as in SqliteStore, for
+:meth:`RedisStore.add_entries`; feeds written by ``_POST`` (whose follower keys the client only
+learns afterwards) are trimmed in the script once they hold more than ``TRIM_EVERY - 1`` entries
+beyond their cap, the same hard bound.
+
 Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
 check with its write.  Removal by foreign_id or origin, and tag filters, scan the (capped) timeline's
 entry hash: acceptable because timelines are capped, and the price of not keeping more indexes.
@@ -33,8 +43,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan
-from feeds.store.trim import TrimSchedule
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
+from feeds.store.redis_batch import ScriptBatch
+from feeds.store.trim import TRIM_EVERY, TrimSchedule
 
 _PUT = """
 if ARGV[1] ~= '' then
@@ -104,6 +115,72 @@ for i = 1, #sources, 1000 do
   end
 end
 return out
+"""
+# Post an entry and push it to the feed's active followers (Store.add_and_push), in one round trip.
+# KEYS: t:<feed>, e:<feed>, fr:<feed>, lr, p:<app>:<id>.  ARGV: member, own meta, own cap, since,
+# pull threshold, max push, key prefix, trim slack, n placements, the placements, then
+# (follower key prefix, meta, cap) per group.  Follower keys are built here from the store prefix
+# (the caller cannot name them before the filter ran), which ties this store to a single Redis
+# server (not Redis Cluster), as its multi-key scripts and MULTI/EXEC already do.
+# Per call: the follower scan reads at most pull threshold followers (HMGET per 1000) and at most
+# max push (<= _ADD_OPS) feeds are written.  A feed is trimmed once it holds more than cap + slack
+# entries: a hard bound without the client-side schedule, which cannot see these feeds.
+_POST = """
+local member, slack = ARGV[1], tonumber(ARGV[8])
+local function add(tkey, ekey, meta, cap)
+  local added = redis.call('ZADD', tkey, 0, member)  -- every score is 0: no NX needed
+  redis.call('HSETNX', ekey, member, meta)
+  if added == 0 then return end
+  local size = redis.call('ZCARD', tkey)
+  if size > cap + slack then
+    local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
+    redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
+    for i = 1, #old, 1000 do
+      redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
+    end
+  end
+end
+local np = tonumber(ARGV[9])
+if np > 0 then redis.call('SADD', KEYS[5], unpack(ARGV, 10, 9 + np)) end
+local active = {}
+if redis.call('ZCARD', KEYS[3]) <= tonumber(ARGV[5]) then
+  local sources = redis.call('ZRANGE', KEYS[3], 0, -1)
+  local since = tonumber(ARGV[4])
+  for i = 1, #sources, 1000 do
+    local last = math.min(i + 999, #sources)
+    local stamps = redis.call('HMGET', KEYS[4], unpack(sources, i, last))
+    for j = 1, last - i + 1 do
+      local t = stamps[j]
+      if t and tonumber(t) >= since then active[#active + 1] = sources[i + j - 1] end
+    end
+  end
+  if #active > tonumber(ARGV[6]) then return {0, active} end
+end
+add(KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
+local prefixes, lens, metas, caps = {}, {}, {}, {}
+for i = 10 + np, #ARGV, 3 do
+  prefixes[#prefixes + 1] = ARGV[i]
+  lens[#lens + 1] = #ARGV[i]
+  metas[#metas + 1] = ARGV[i + 1]
+  caps[#caps + 1] = tonumber(ARGV[i + 2])
+end
+local tp, ep, pushed, last = ARGV[7] .. 't:', ARGV[7] .. 'e:', {}, 1
+if #prefixes == 0 then active = {} end
+for _, key in ipairs(active) do  -- followers mostly share a group: try the last match first
+  local g = last
+  if string.sub(key, 1, lens[g]) ~= prefixes[g] then
+    g = nil
+    for h = 1, #prefixes do
+      if string.sub(key, 1, lens[h]) == prefixes[h] then g = h break end
+    end
+  end
+  if g then
+    last = g
+    add(tp .. key, ep .. key, metas[g], caps[g])
+    pushed[#pushed + 1] = key
+  end
+end
+return {1, pushed}
 """
 # Compare-and-set of entry columns: a concurrent mark() between our read and write is not lost;
 # returns the 1-based indexes of the keys whose entry changed meanwhile (the caller retries those).
@@ -185,6 +262,8 @@ class RedisStore:
         self._put = self._redis.register_script(_PUT)
         self._add = self._redis.register_script(_ADD)
         self._active = self._redis.register_script(_ACTIVE)
+        self._post = self._redis.register_script(_POST)
+        self._batch = ScriptBatch(self._redis)
         self._read_plan = self._redis.register_script(_READ_PLAN)
         self._cas = self._redis.register_script(_CAS)
         self._journal = self._redis.register_script(_JOURNAL)
@@ -192,6 +271,7 @@ class RedisStore:
 
     async def close(self) -> None:
         if self._redis is not None:
+            await self._batch.close()
             await self._redis.aclose(close_connection_pool=True)  # the pool is ours, not shared
             self._redis = None
 
@@ -205,7 +285,7 @@ class RedisStore:
         for act in activities:
             fid_key = "" if act.foreign_id is None else f"{act.foreign_id}\0{act.time_us}"
             while True:
-                status, body = await self._put(keys=keys, args=[fid_key, act.id, act.dumps()])
+                status, body = await self._batch.call(self._put, keys, [fid_key, act.id, act.dumps()])
                 if status == 1:
                     act = Activity.loads(body)
                     break
@@ -278,6 +358,33 @@ class RedisStore:
             keys = [k for b in (f.encode() for f in chunk) for k in (t + b, e + b)]
             flags = b"".join(b"1" if feed in due else b"0" for feed in chunk)
             await self._add(keys=keys, args=[*entry_args, flags], client=pipe)
+
+    async def add_and_push(self, post: Post) -> Posted:
+        """One ``_POST`` script call: placements, follower filter, own entry and pushes."""
+        feed, entry = post.feed, post.entry
+        keys = [
+            self._k("t", feed),
+            self._k("e", feed),
+            self._k("fr", feed),
+            f"{self._p}lr",
+            self._k("p", f"{post.app}:{entry.id}"),
+        ]
+        args: list[Any] = [
+            _member(entry.id),
+            _meta(entry),
+            post.cap,
+            post.since_us,
+            post.pull_threshold,
+            min(post.max_push, _ADD_OPS),
+            self._p,
+            TRIM_EVERY - 1,
+            len(post.placements),
+            *post.placements,
+        ]
+        for prefix, pushed, cap in post.groups:
+            args += [prefix, _meta(pushed), cap]
+        done, found = await self._batch.call(self._post, keys, args)
+        return Posted(bool(done), [k.decode() for k in found])
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
         if not ids:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
 from feeds.store.trim import TrimSchedule
@@ -235,6 +235,30 @@ class SqliteStore:
         await self._write(
             lambda conn: _insert_entries(conn, feeds, entries, cap, due), len(feeds) * len(entries)
         )
+
+    async def add_and_push(self, post: Post) -> Posted:
+        """The follower count and filter are plain reads; placements and every entry then go in
+        one savepoint of a group commit."""
+        active: list[str] = []
+        if await self.follower_count(post.feed) <= post.pull_threshold:
+            active = await self.active_followers(post.feed, post.since_us)
+        done = len(active) <= post.max_push
+        writes: list[tuple[Sequence[str], Entry, int, list[str]]] = []
+        pushed: list[str] = []
+        if done:
+            writes.append(([post.feed], post.entry, post.cap, self._trims.due([post.feed], 1)))
+            for keys, entry, cap in post.route(active):
+                writes.append((keys, entry, cap, self._trims.due(keys, 1)))
+                pushed += keys
+        rows = [(post.app, post.entry.id, f) for f in post.placements]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT OR IGNORE INTO placements(app, id, feed) VALUES (?,?,?)", rows)
+            for keys, entry, cap, due in writes:
+                _insert_entries(conn, keys, [entry], cap, due)
+
+        await self._write(op, len(rows) + sum(len(w[0]) for w in writes))
+        return Posted(True, pushed) if done else Posted(False, active)
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
         def op(conn: sqlite3.Connection) -> None:

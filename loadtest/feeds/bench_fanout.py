@@ -8,6 +8,7 @@ deleted afterwards):
   --concurrency posts in flight (exercises group commit).
 
 Usage: python3 loadtest/feeds/bench_fanout.py [--followers 10000 --posts 20] [--redis redis://127.0.0.1:6379]
+[--shapes crowd]
 """
 
 from __future__ import annotations
@@ -85,9 +86,10 @@ async def main() -> None:
     parser.add_argument("--per-author", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--redis", default=None, help="redis URL; default: SQLite in a temporary directory")
+    parser.add_argument("--shapes", default="star,crowd", help="comma-separated subset of star,crowd")
     args = parser.parse_args()
     results = {}
-    for shape in ("star", "crowd"):
+    for shape in args.shapes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             prefix = f"bench-feeds-{uuid.uuid4().hex}:"
             store: Store = (

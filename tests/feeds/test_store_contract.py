@@ -9,7 +9,7 @@ import pytest
 import redis.exceptions
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, PushJob, ReadPlan, Store
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan, Store
 
 APP = "app1"
 
@@ -145,6 +145,62 @@ async def test_last_read_and_active_followers(store: Store) -> None:
     assert sorted(await store.active_followers("u:1", 100)) == ["t:1", "t:2"]
     assert await store.active_followers("u:1", 101) == ["t:2"]
     assert await store.active_followers("u:2", 0) == []
+
+
+def post(ident: int, feed: str = "u:1", *, cap: int = 10, max_push: int = 10, threshold: int = 100) -> Post:
+    """Followers with keys "t:..." get a flat entry, "a:..." an aggregated one, anything else none."""
+    groups = (
+        ("t:", Entry(ident, origin=feed, foreign_id="f"), cap),
+        ("a:", Entry(ident, origin=feed, foreign_id="f", group_key="g"), cap),
+    )
+    own = Entry(ident, foreign_id="f", tags=("x",))
+    return Post(APP, feed, own, cap, 100, threshold, max_push, groups, placements=(feed, "n:9"))
+
+
+async def _follow_active(store: Store, feed: str, sources: dict[str, int]) -> None:
+    await store.follow([Follow(s, feed, 1) for s in sources])
+    for source, last_read in sources.items():
+        await store.set_last_read(source, last_read)
+
+
+async def test_add_and_push_writes_own_entry_and_active_followers_by_group(store: Store) -> None:
+    await _follow_active(store, "u:1", {"t:1": 100, "t:2": 99, "a:3": 500, "x:4": 100})
+    posted = await store.add_and_push(post(7))
+    assert posted.done and sorted(posted.keys) == ["a:3", "t:1"]
+    assert await store.read_entries("u:1", limit=5) == [Entry(7, foreign_id="f", tags=("x",))]
+    assert await store.read_entries("t:1", limit=5) == [Entry(7, origin="u:1", foreign_id="f")]
+    assert await store.read_entries("a:3", limit=5) == [Entry(7, "u:1", "f", group_key="g")]
+    assert await store.read_entries("t:2", limit=5) == []  # inactive
+    assert await store.read_entries("x:4", limit=5) == []  # no group: frozen
+    assert await store.placements(APP, 7) == ["n:9", "u:1"]
+    await store.mark("t:1", [7], seen=True, read=False)
+    again = await store.add_and_push(post(7))  # idempotent: nothing duplicated or overwritten
+    assert again.done and sorted(again.keys) == ["a:3", "t:1"]
+    assert await store.read_entries("t:1", limit=5) == [Entry(7, "u:1", "f", seen=True)]
+    assert len(await store.read_entries("u:1", limit=5)) == 1
+
+
+async def test_add_and_push_hands_large_pushes_back_and_skips_pulled_feeds(store: Store) -> None:
+    await _follow_active(store, "u:1", {"t:1": 100, "t:2": 200, "x:3": 300})
+    posted = await store.add_and_push(post(7, max_push=2))
+    assert posted == Posted(False, posted.keys) and sorted(posted.keys) == ["t:1", "t:2", "x:3"]
+    assert await store.read_entries("u:1", limit=5) == []  # the caller journals it with the pushes
+    assert await store.read_entries("t:1", limit=5) == []
+    assert await store.placements(APP, 7) == ["n:9", "u:1"]
+    assert await store.add_and_push(post(8, threshold=2)) == Posted(True, [])  # 3 followers: pulled
+    assert [e.id for e in await store.read_entries("u:1", limit=5)] == [8]
+    assert await store.read_entries("t:1", limit=5) == []
+    assert await store.add_and_push(post(9, "u:lonely")) == Posted(True, [])
+    assert [e.id for e in await store.read_entries("u:lonely", limit=5)] == [9]
+
+
+async def test_add_and_push_trims_lazily_with_a_hard_bound(store: Store) -> None:
+    await _follow_active(store, "u:1", {"t:1": 100})
+    for i in range(1, 101):
+        await store.add_and_push(post(i, cap=4))
+    for feed in ("u:1", "t:1"):
+        kept = [e.id for e in await store.read_entries(feed, limit=1000)]
+        assert kept[:4] == [100, 99, 98, 97] and len(kept) <= 4 + 32
 
 
 async def test_read_entries_up_is_oldest_first_from_a_cursor(store: Store) -> None:
