@@ -1,0 +1,151 @@
+"""Stream's benchmark mix against a real node: locust at several offered rates, one run each.
+
+The node (``realtime serve``, the product as shipped: Bayeux, the feed API and the live-update
+notifier) serves a dataset from ``dataset.py`` on one pinned core; locust (``locustfile.py``,
+90 % timeline reads of 25 hydrated activities, 10 % writes) runs on the other.  For every rate it
+reports what the load generator saw (requests/s served, read and write p50/p99, failures) and what
+the server spent: CPU-seconds per request, read from /proc, which is the figure that survives a
+noisy machine.  ``--generator locust`` (the locustfile, the issue's instrument) or ``mix`` (mix.py,
+open loop, sub-millisecond floor: locust's own floor is p50 6 ms / p99 15 ms here), or ``both``.
+
+    python3 loadtest/feeds/bench_http.py --db /path/feeds-bench.db --users 10000 --rates 500,1000,1500
+
+The dataset is served in place (the writes add activities to it); pass ``--copy`` to serve a copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from dataset import APP
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_healthy(port: int, deadline_s: float) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the node did not become healthy")
+
+
+def start_node(db: str, port: int, core: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REALTIME_FEEDS_STORE": f"sqlite:{db}", "REALTIME_LOG_LEVEL": "warning"}
+    app = f"{APP.app_id}:{APP.api_key}:{APP.api_secret}"
+    cmd = ["taskset", "-c", core, sys.executable, "-c", "from realtime.cli import main; main()", "serve"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--app", app]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+
+
+def run_locust(
+    port: int, users: int, rate: int, seconds: int, core: str, out: Path
+) -> dict[str, dict[str, str]]:
+    per_user = 10  # locustfile: constant_throughput(FEEDS_RATE_PER_USER), 10 by default
+    clients = max(1, rate // per_user)
+    env = {**os.environ, "FEEDS_USERS": str(users), "FEEDS_RATE_PER_USER": str(rate / clients)}
+    cmd = ["taskset", "-c", core, sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py")]
+    cmd += ["--headless", "-H", f"http://127.0.0.1:{port}", "-u", str(clients), "-r", str(clients)]
+    cmd += ["-t", f"{seconds}s", "--csv", str(out), "--only-summary"]
+    subprocess.run(
+        cmd, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 60
+    )
+    with open(f"{out}_stats.csv", newline="") as fh:
+        return {row["Name"]: row for row in csv.DictReader(fh)}
+
+
+def run_mix(port: int, users: int, rate: int, seconds: int, core: str) -> dict[str, object]:
+    cmd = ["taskset", "-c", core, sys.executable, str(HERE / "mix.py"), "--port", str(port)]
+    cmd += ["--users", str(users), "--rate", str(rate), "--seconds", str(seconds)]
+    done = subprocess.run(cmd, check=True, capture_output=True, timeout=seconds + 180)
+    row: dict[str, object] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return row
+
+
+def from_locust(stats: dict[str, dict[str, str]]) -> dict[str, object]:
+    total = stats["Aggregated"]
+    served, failed = int(total["Request Count"]), int(total["Failure Count"])
+    row: dict[str, object] = {
+        "served_rps": round(float(total["Requests/s"]), 1),
+        "failures": failed,
+        "success_rate": round(1 - failed / max(served, 1), 5),
+        "requests": served,
+    }
+    for name in ("read", "write"):
+        if name in stats:
+            row[f"{name}_p50_ms"] = float(stats[name]["50%"])
+            row[f"{name}_p99_ms"] = float(stats[name]["99%"])
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--users", type=int, default=100_000, help="users in the dataset")
+    parser.add_argument("--rates", default="500,1000,1500")
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--port", type=int, default=8120)
+    parser.add_argument("--server-core", default="0")
+    parser.add_argument("--client-core", default="1")
+    parser.add_argument("--copy", action="store_true", help="serve a copy of --db")
+    parser.add_argument("--generator", choices=["mix", "locust", "both"], default="both")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="feeds-http-") as tmp:
+        db = args.db
+        if args.copy:
+            db = str(Path(tmp) / "feeds.db")
+            shutil.copyfile(args.db, db)
+        node = start_node(db, args.port, args.server_core)
+        try:
+            wait_healthy(args.port, 60)
+            generators = ["mix", "locust"] if args.generator == "both" else [args.generator]
+            for rate in (int(r) for r in args.rates.split(",")):
+                for generator in generators:
+                    before = cpu_seconds(node.pid)
+                    if generator == "locust":
+                        out = Path(tmp) / f"r{rate}"
+                        row = from_locust(
+                            run_locust(args.port, args.users, rate, args.seconds, args.client_core, out)
+                        )
+                    else:
+                        row = run_mix(args.port, args.users, rate, args.seconds, args.client_core)
+                        row["requests"] = round(float(str(row["served_rps"])) * args.seconds)
+                    spent = cpu_seconds(node.pid) - before
+                    served = int(str(row.pop("requests")))
+                    row = {"generator": generator, "offered_rps": rate, **row}
+                    row["server_cpu_ms_per_request"] = round(spent * 1000 / max(served, 1), 3)
+                    row["server_core_busy"] = round(spent / args.seconds, 2)
+                    print(json.dumps(row), flush=True)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait()
+
+
+if __name__ == "__main__":
+    main()
