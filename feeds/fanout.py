@@ -92,8 +92,7 @@ class Fanout:
         lists: list[Sequence[Entry]] = [own]
         floor = own[-1].id if len(own) == need else None
         pulled_bounds = bounds if floor is None else _raise_lower(bounds, floor + 1)
-        for target in plan.pulled:
-            lists.append(await self._pull(target, need, pulled_bounds, tag))
+        lists += await self._pull_many(plan.pulled, need, pulled_bounds, tag)
         # Below the cap's oldest kept entry the timeline is not to be trusted: trimmed, or holding a
         # few stragglers (lazy trims, backdated posts).  A page that reaches there pulls the pushing
         # feeds too.  A first page (no upper bound, need <= cap) never does, so costs nothing here.
@@ -101,8 +100,7 @@ class Fanout:
             boundary = await self._cap_boundary(feed.key, cap)
             if boundary is not None and (len(own) < need or own[-1].id < boundary):
                 below = _lower_upper(bounds, boundary - 1)
-                for target in await self._pushed_targets(feed.key, plan):
-                    lists.append(await self._pull(target, need, below, tag))
+                lists += await self._pull_many(await self._pushed_targets(feed.key, plan), need, below, tag)
         return list(_take(heapq.merge(*lists, key=lambda e: -e.id), need))
 
     async def read_up(self, feed: FeedRef, *, lowest: int, need: int) -> list[Entry]:
@@ -115,21 +113,30 @@ class Fanout:
         ]
         plan = await self._store.read_plan(feed.key, self._config.pull_threshold)
         for target in plan.pulled:
-            origin = FeedRef.from_key(target).feed_id
             got = await self._store.read_entries_up(target, lowest=lowest, limit=need)
-            lists.append([replace(e, origin=origin, group_key="") for e in got if e.origin is None])
+            lists.append(_travelling(target, got))
         return list(_take(heapq.merge(*lists, key=lambda e: e.id), need))
 
+    async def _pull_many(
+        self, targets: Sequence[str], need: int, bounds: Bounds, tag: str | None
+    ) -> list[list[Entry]]:
+        got = await self._store.read_many(targets, limit=need, bounds=bounds, tag=tag)
+        return [_travelling(target, entries) for target, entries in zip(targets, got, strict=True)]
+
     async def _pull(self, target_key: str, need: int, bounds: Bounds, tag: str | None) -> list[Entry]:
-        origin = FeedRef.from_key(target_key).feed_id
         got = await self._store.read_entries(target_key, limit=need, bounds=bounds, tag=tag)
-        # Only what was posted to the followed feed itself travels (fan-out is not transitive).
-        return [replace(e, origin=origin, group_key="") for e in got if e.origin is None]
+        return _travelling(target_key, got)
 
     async def _cap_boundary(self, feed_key: str, cap: int) -> int | None:
         """The id of the oldest entry the cap keeps, or None while the feed holds fewer."""
         got = await self._store.read_entries(feed_key, limit=1, offset=cap - 1)
         return got[0].id if got else None
+
+
+def _travelling(target_key: str, entries: list[Entry]) -> list[Entry]:
+    """Only what was posted to the followed feed itself travels (fan-out is not transitive)."""
+    origin = FeedRef.from_key(target_key).feed_id
+    return [replace(e, origin=origin, group_key="") for e in entries if e.origin is None]
 
 
 def _raise_lower(bounds: Bounds, lowest: int) -> Bounds:

@@ -264,6 +264,13 @@ class Store(Protocol):
         self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
     ) -> list[Entry]: ...
 
+    async def read_many(
+        self, feeds: Sequence[str], *, limit: int, bounds: Bounds | None = None, tag: str | None = None
+    ) -> list[list[Entry]]:
+        """:meth:`read_entries` (no offset) of every feed, in input order, in one round trip: the
+        pull side of a hybrid read asks every pulled feed at once."""
+        ...
+
     async def read_entries_up(self, feed: str, *, lowest: int, limit: int) -> list[Entry]:
         """The ``limit`` entries of ``feed`` with id >= ``lowest`` nearest to it, oldest first."""
         ...

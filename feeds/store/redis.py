@@ -478,6 +478,30 @@ class RedisStore:
             start += page
         return out
 
+    async def read_many(
+        self, feeds: Sequence[str], *, limit: int, bounds: Bounds | None = None, tag: str | None = None
+    ) -> list[list[Entry]]:
+        if tag is not None or len(feeds) < 2:
+            return [await self.read_entries(f, limit=limit, bounds=bounds, tag=tag) for f in feeds]
+        bounds = bounds or Bounds()
+        upper, lower = bounds.upper(), bounds.lower()
+        hi = b"+" if upper is None else b"[" + _member(upper)
+        lo = b"-" if lower is None else b"[" + _member(lower)
+        async with self.r.pipeline(transaction=False) as pipe:  # two round trips for any number
+            for feed in feeds:
+                pipe.zrevrangebylex(self._k("t", feed), hi, lo, start=0, num=limit)
+            ranges: list[list[bytes]] = await pipe.execute()
+        wanted = [(feed, members) for feed, members in zip(feeds, ranges, strict=True) if members]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for feed, members in wanted:
+                pipe.hmget(self._k("e", feed), members)
+            metas: list[list[bytes | None]] = await pipe.execute() if wanted else []
+        found = {
+            feed: [_entry(m, v) for m, v in zip(members, values, strict=True) if v is not None]
+            for (feed, members), values in zip(wanted, metas, strict=True)
+        }
+        return [found.get(feed, []) for feed in feeds]
+
     async def _hydrate(self, ekey: str, members: list[bytes]) -> list[Entry]:
         if not members:
             return []

@@ -284,3 +284,29 @@ async def test_read_plan_counts_followings_and_lists_pulled_ones(store: Store) -
     assert sorted((await store.read_plan("t:1", 0)).pulled) == ["u:big", "u:small"]
     await store.unfollow("t:1", "u:big")
     assert await store.read_plan("t:1", 0) == ReadPlan(1, ("u:small",), 77)
+
+
+async def test_read_many_is_read_entries_of_each_feed(store: Store) -> None:
+    await store.add_entries(
+        ["m:1"], [Entry(i, tags=("t",) if i % 2 else ()) for i in (1, 2, 3, 4, 5)], cap=100
+    )
+    await store.add_entries(["m:2"], [Entry(i) for i in (10, 20)], cap=100)
+    feeds = ["m:2", "m:none", "m:1", "m:2"]
+    for bounds, tag in (
+        (None, None),
+        (Bounds(lt=5, gte=2), None),
+        (Bounds(lte=20), "t"),
+        (Bounds(gt=30), None),
+    ):
+        expected = [await store.read_entries(f, limit=2, bounds=bounds, tag=tag) for f in feeds]
+        assert await store.read_many(feeds, limit=2, bounds=bounds, tag=tag) == expected
+    assert [[e.id for e in es] for es in await store.read_many(feeds, limit=2)] == [
+        [20, 10],
+        [],
+        [5, 4],
+        [20, 10],
+    ]
+    assert await store.read_many([], limit=5) == []
+    many = [f"m:x{i}" for i in range(120)]  # more feeds than one statement takes
+    await store.add_entries(many, [Entry(7)], cap=10)
+    assert all(es == [Entry(7)] for es in await store.read_many(many, limit=3))
