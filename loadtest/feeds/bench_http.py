@@ -50,11 +50,13 @@ def wait_healthy(port: int, deadline_s: float) -> None:
     raise RuntimeError("the node did not become healthy")
 
 
-def start_node(db: str, port: int, core: str) -> subprocess.Popen[bytes]:
+def start_node(db: str, port: int, core: str, config: str | None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "REALTIME_FEEDS_STORE": f"sqlite:{db}", "REALTIME_LOG_LEVEL": "warning"}
     app = f"{APP.app_id}:{APP.api_key}:{APP.api_secret}"
     cmd = ["taskset", "-c", core, sys.executable, "-c", "from realtime.cli import main; main()", "serve"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--app", app]
+    if config:
+        cmd += ["--config", config]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
 
 
@@ -111,19 +113,20 @@ def main() -> None:
     parser.add_argument("--client-core", default="1")
     parser.add_argument("--copy", action="store_true", help="serve a copy of --db")
     parser.add_argument("--generator", choices=["mix", "locust", "both"], default="both")
+    parser.add_argument("--config", help="node config file (e.g. [feeds.fanout] settings)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feeds-http-") as tmp:
         db = args.db
         if args.copy:
             db = str(Path(tmp) / "feeds.db")
             shutil.copyfile(args.db, db)
-        node = start_node(db, args.port, args.server_core)
+        node = start_node(db, args.port, args.server_core, args.config)
         try:
             wait_healthy(args.port, 60)
             generators = ["mix", "locust"] if args.generator == "both" else [args.generator]
             for rate in (int(r) for r in args.rates.split(",")):
                 for generator in generators:
-                    before = cpu_seconds(node.pid)
+                    before, started = cpu_seconds(node.pid), time.monotonic()
                     if generator == "locust":
                         out = Path(tmp) / f"r{rate}"
                         row = from_locust(
@@ -132,11 +135,11 @@ def main() -> None:
                     else:
                         row = run_mix(args.port, args.users, rate, args.seconds, args.client_core)
                         row["requests"] = round(float(str(row["served_rps"])) * args.seconds)
-                    spent = cpu_seconds(node.pid) - before
+                    spent, wall = cpu_seconds(node.pid) - before, time.monotonic() - started
                     served = int(str(row.pop("requests")))
                     row = {"generator": generator, "offered_rps": rate, **row}
                     row["server_cpu_ms_per_request"] = round(spent * 1000 / max(served, 1), 3)
-                    row["server_core_busy"] = round(spent / args.seconds, 2)
+                    row["server_core_busy"] = round(spent / wall, 2)  # wall: start-up and drain too
                     print(json.dumps(row), flush=True)
         finally:
             node.send_signal(signal.SIGTERM)
