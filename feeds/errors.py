@@ -45,3 +45,11 @@ class DoesNotExistError(FeedError):
 
 class NotAllowedError(FeedError):
     status, code, exception = 403, 17, "NotAllowedException"
+
+
+class MethodNotAllowedError(FeedError):
+    status, code, exception = 405, 4, "InputException"
+
+
+class BodyTooLargeError(FeedError):
+    status, code, exception = 413, 4, "InputException"

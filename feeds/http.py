@@ -15,24 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from feeds.errors import FeedError
+from feeds.errors import BodyTooLargeError, DoesNotExistError, MethodNotAllowedError
 
 MAX_BODY = 2 * 1024 * 1024  # Stream caps an activity at 10 KB and a batch at 100 activities
 _PARAM = re.compile(r"\{(\w+)\}")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class RouteNotFoundError(FeedError):
-    status, code, exception = 404, 16, "DoesNotExistException"
-
-
-class MethodNotAllowedError(FeedError):
-    status, code, exception = 405, 4, "InputException"
-
-
-class BodyTooLargeError(FeedError):
-    status, code, exception = 413, 4, "InputException"
 
 
 @dataclass(slots=True)
@@ -84,7 +72,7 @@ class Router:
                 return handler, found.groupdict()
         if any(p.match(path) for p in self._all):
             raise MethodNotAllowedError(f"method {method} is not allowed on {path}")
-        raise RouteNotFoundError(f"no API endpoint at {path}")
+        raise DoesNotExistError(f"no API endpoint at {path}")
 
 
 def parse_call(scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Call:
