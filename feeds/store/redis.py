@@ -11,26 +11,27 @@ Layout, every key under a configurable ``prefix`` (tests use a unique one each, 
 * ``p:<app>:<id>`` set of the feeds an activity was written to directly.
 * Push journal: ``pj`` sorted set job id -> lease end (us), ``pjb`` hash id -> :class:`PushJob`
   bytes, ``pja`` hash id -> attempts, ``pjn`` the id counter (INCR: ids are never reused).
-  An activity's own entries and its job records go in one MULTI/EXEC (the ``_ADD`` and
-  ``_JOURNAL`` scripts), so the acknowledgement of a write implies its pending pushes are
+  An activity's own entries and its job records go in one MULTI/EXEC (the ``ADD`` and
+  ``JOURNAL`` scripts), so the acknowledgement of a write implies its pending pushes are
   recorded; a finished chunk's entries and the removal of its record share one MULTI/EXEC too.
   Leases are not released at start (other nodes may be running their jobs): a restarted node
   resumes its orphaned jobs once their lease ends, and so does any other node.
 
-Posting (:meth:`RedisStore.add_and_push`) is one ``_POST`` script: placements, the follower count
+Posting (:meth:`RedisStore.add_and_push`) is one ``POST`` script: placements, the follower count
 and active-follower filter, the own entry and the pushes, in one round trip.  The calls of the hot
-write path (``_PUT``, ``_POST``) made during one event-loop iteration travel in one pipeline
+write path (``PUT``, ``POST``) made during one event-loop iteration travel in one pipeline
 (:mod:`feeds.store.redis_batch`); each script still runs atomically and is acknowledged only once
 Redis replied to it.
 
 Timelines are trimmed lazily: by ``feeds.store.trim``'s per-feed counts, as in SqliteStore, for
-:meth:`RedisStore.add_entries`; feeds written by ``_POST`` (whose follower keys the client only
+:meth:`RedisStore.add_entries`; feeds written by ``POST`` (whose follower keys the client only
 learns afterwards) are trimmed in the script once they hold more than ``TRIM_EVERY - 1`` entries
 beyond their cap, the same hard bound.
 
-Idempotent inserts and timeline trimming are Lua scripts, so concurrent nodes cannot interleave a
-check with its write.  Removal by foreign_id or origin, and tag filters, scan the (capped) timeline's
-entry hash: acceptable because timelines are capped, and the price of not keeping more indexes.
+Idempotent inserts and timeline trimming are Lua scripts (:mod:`feeds.store.redis_scripts`), so
+concurrent nodes cannot interleave a check with its write.  Removal by foreign_id or origin, and tag
+filters, scan the (capped) timeline's entry hash: acceptable because timelines are capped, and the
+price of not keeping more indexes.
 Durability is Redis's own (AOF/RDB settings of the server).
 """
 
@@ -43,187 +44,13 @@ import orjson
 import redis.asyncio as aioredis
 
 from feeds.activity import Activity
+from feeds.store import redis_scripts as scripts
 from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
 from feeds.store.redis_batch import ScriptBatch
 from feeds.store.trim import TRIM_EVERY, TrimSchedule
 
-_PUT = """
-if ARGV[1] ~= '' then
-  local existing = redis.call('HGET', KEYS[2], ARGV[1])
-  if existing then return {1, redis.call('HGET', KEYS[1], existing)} end
-end
-if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return {2, false} end
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
-return {0, false}
-"""
-_ADD = """
-local n = tonumber(ARGV[2])
-local due = ARGV[3 + 2 * n]
-local cap = tonumber(ARGV[1])
-for f = 1, #KEYS / 2 do
-  local tkey, ekey = KEYS[2 * f - 1], KEYS[2 * f]
-  if n == 1 then  -- the fan-out case: skip building the member table
-    redis.call('ZADD', tkey, 'NX', 0, ARGV[3])
-    redis.call('HSETNX', ekey, ARGV[3], ARGV[4])
-  else
-    for i = 3, 2 + n, 500 do
-      local z = {}
-      for j = i, math.min(i + 499, 2 + n) do
-        z[#z + 1] = 0
-        z[#z + 1] = ARGV[j]
-      end
-      redis.call('ZADD', tkey, 'NX', unpack(z))
-    end
-    for i = 3, 2 + n do
-      redis.call('HSETNX', ekey, ARGV[i], ARGV[i + n])
-    end
-  end
-  if string.byte(due, f) == 49 then
-    local size = redis.call('ZCARD', tkey)
-    if size > cap then
-      local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
-      redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
-      for i = 1, #old, 1000 do
-        redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
-      end
-    end
-  end
-end
-return 0
-"""
-# Follower counts are ZCARDs of keys named from the followings (ARGV[3] is the key prefix), so this
-# script, like the rest of the store, expects one Redis server rather than a sharded cluster.
-_READ_PLAN = """
-local targets = redis.call('ZRANGE', KEYS[1], 0, -1)
-local threshold = tonumber(ARGV[1])
-local out = {#targets, redis.call('HGET', KEYS[2], ARGV[2])}
-for _, t in ipairs(targets) do
-  if redis.call('ZCARD', ARGV[3] .. t) > threshold then out[#out + 1] = t end
-end
-return out
-"""
-_ACTIVE = """
-local sources = redis.call('ZRANGE', KEYS[1], 0, -1)
-local since = tonumber(ARGV[1])
-local out = {}
-for i = 1, #sources, 1000 do
-  local last = math.min(i + 999, #sources)
-  local stamps = redis.call('HMGET', KEYS[2], unpack(sources, i, last))
-  for j = 1, last - i + 1 do
-    local t = stamps[j]
-    if t and tonumber(t) >= since then out[#out + 1] = sources[i + j - 1] end
-  end
-end
-return out
-"""
-# Post an entry and push it to the feed's active followers (Store.add_and_push), in one round trip.
-# KEYS: t:<feed>, e:<feed>, fr:<feed>, lr, p:<app>:<id>.  ARGV: member, own meta, own cap, since,
-# pull threshold, max push, key prefix, trim slack, n placements, the placements, then
-# (follower key prefix, meta, cap) per group.  Follower keys are built here from the store prefix
-# (the caller cannot name them before the filter ran), which ties this store to a single Redis
-# server (not Redis Cluster), as its multi-key scripts and MULTI/EXEC already do.
-# Per call: the follower scan reads at most pull threshold followers (HMGET per 1000) and at most
-# max push (<= _ADD_OPS) feeds are written.  A feed is trimmed once it holds more than cap + slack
-# entries: a hard bound without the client-side schedule, which cannot see these feeds.
-_POST = """
-local member, slack = ARGV[1], tonumber(ARGV[8])
-local function add(tkey, ekey, meta, cap)
-  local added = redis.call('ZADD', tkey, 0, member)  -- every score is 0: no NX needed
-  redis.call('HSETNX', ekey, member, meta)
-  if added == 0 then return end
-  local size = redis.call('ZCARD', tkey)
-  if size > cap + slack then
-    local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
-    redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
-    for i = 1, #old, 1000 do
-      redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
-    end
-  end
-end
-local np = tonumber(ARGV[9])
-if np > 0 then redis.call('SADD', KEYS[5], unpack(ARGV, 10, 9 + np)) end
-local active = {}
-if redis.call('ZCARD', KEYS[3]) <= tonumber(ARGV[5]) then
-  local sources = redis.call('ZRANGE', KEYS[3], 0, -1)
-  local since = tonumber(ARGV[4])
-  for i = 1, #sources, 1000 do
-    local last = math.min(i + 999, #sources)
-    local stamps = redis.call('HMGET', KEYS[4], unpack(sources, i, last))
-    for j = 1, last - i + 1 do
-      local t = stamps[j]
-      if t and tonumber(t) >= since then active[#active + 1] = sources[i + j - 1] end
-    end
-  end
-  if #active > tonumber(ARGV[6]) then return {0, active} end
-end
-add(KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
-local prefixes, lens, metas, caps = {}, {}, {}, {}
-for i = 10 + np, #ARGV, 3 do
-  prefixes[#prefixes + 1] = ARGV[i]
-  lens[#lens + 1] = #ARGV[i]
-  metas[#metas + 1] = ARGV[i + 1]
-  caps[#caps + 1] = tonumber(ARGV[i + 2])
-end
-local tp, ep, pushed, last = ARGV[7] .. 't:', ARGV[7] .. 'e:', {}, 1
-if #prefixes == 0 then active = {} end
-for _, key in ipairs(active) do  -- followers mostly share a group: try the last match first
-  local g = last
-  if string.sub(key, 1, lens[g]) ~= prefixes[g] then
-    g = nil
-    for h = 1, #prefixes do
-      if string.sub(key, 1, lens[h]) == prefixes[h] then g = h break end
-    end
-  end
-  if g then
-    last = g
-    add(tp .. key, ep .. key, metas[g], caps[g])
-    pushed[#pushed + 1] = key
-  end
-end
-return {1, pushed}
-"""
-# Compare-and-set of entry columns: a concurrent mark() between our read and write is not lost;
-# returns the 1-based indexes of the keys whose entry changed meanwhile (the caller retries those).
-_CAS = """
-local changed = {}
-for i = 1, #KEYS do
-  local cur = redis.call('HGET', KEYS[i], ARGV[1])
-  if cur == ARGV[2 * i] then
-    redis.call('HSET', KEYS[i], ARGV[1], ARGV[2 * i + 1])
-  elseif cur then
-    changed[#changed + 1] = i
-  end
-end
-return changed
-"""
 _CAS_CHUNK = 500
-_JOURNAL = """
-local ids = {}
-for i = 2, #ARGV do
-  local id = redis.call('INCR', KEYS[1])
-  redis.call('HSET', KEYS[3], id, ARGV[i])
-  redis.call('ZADD', KEYS[2], ARGV[1], id)
-  ids[#ids + 1] = id
-end
-return ids
-"""
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
-for _, id in ipairs(ids) do
-  local body = redis.call('HGET', KEYS[2], id)
-  if body then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    out[#out + 1] = id
-    out[#out + 1] = redis.call('HINCRBY', KEYS[3], id, 1)
-    out[#out + 1] = body
-  else  -- only reachable if the keys were edited by hand: drop the dangling id
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-return out
-"""
-# Entry writes per _ADD call: bounds how long one script holds the (single-threaded) server.
+# Entry writes per ADD call: bounds how long one script holds the (single-threaded) server.
 _ADD_OPS = 2000
 
 
@@ -259,15 +86,15 @@ class RedisStore:
         pool = aioredis.BlockingConnectionPool.from_url(self._url, max_connections=self._max_connections)
         self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
-        self._put = self._redis.register_script(_PUT)
-        self._add = self._redis.register_script(_ADD)
-        self._active = self._redis.register_script(_ACTIVE)
-        self._post = self._redis.register_script(_POST)
+        self._put = self._redis.register_script(scripts.PUT)
+        self._add = self._redis.register_script(scripts.ADD)
+        self._active = self._redis.register_script(scripts.ACTIVE)
+        self._post = self._redis.register_script(scripts.POST)
         self._batch = ScriptBatch(self._redis)
-        self._read_plan = self._redis.register_script(_READ_PLAN)
-        self._cas = self._redis.register_script(_CAS)
-        self._journal = self._redis.register_script(_JOURNAL)
-        self._claim = self._redis.register_script(_CLAIM)
+        self._read_plan = self._redis.register_script(scripts.READ_PLAN)
+        self._cas = self._redis.register_script(scripts.CAS)
+        self._journal = self._redis.register_script(scripts.JOURNAL)
+        self._claim = self._redis.register_script(scripts.CLAIM)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -337,7 +164,7 @@ class RedisStore:
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
         """Per feed, in order: ZADD NX the members, HSETNX each entry's columns, trim if due.
 
-        One ``_ADD`` script call per chunk of feeds, all chunks in one pipeline: a round trip and a
+        One ``ADD`` script call per chunk of feeds, all chunks in one pipeline: a round trip and a
         command per chunk instead of per feed and entry (redis-py's per-command cost dominated).
         """
         if not feeds or not entries:
@@ -360,7 +187,7 @@ class RedisStore:
             await self._add(keys=keys, args=[*entry_args, flags], client=pipe)
 
     async def add_and_push(self, post: Post) -> Posted:
-        """One ``_POST`` script call: placements, follower filter, own entry and pushes."""
+        """One ``POST`` script call: placements, follower filter, own entry and pushes."""
         feed, entry = post.feed, post.entry
         keys = [
             self._k("t", feed),
