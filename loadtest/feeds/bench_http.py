@@ -10,7 +10,9 @@ open loop, sub-millisecond floor: locust's own floor is p50 6 ms / p99 15 ms her
 
     python3 loadtest/feeds/bench_http.py --db /path/feeds-bench.db --users 10000 --rates 500,1000,1500
 
-The dataset is served in place (the writes add activities to it); pass ``--copy`` to serve a copy.
+The dataset is served in place (the writes add activities to it); pass ``--copy`` to serve a copy of
+a SQLite file.  ``--store redis://127.0.0.1:6379/3`` serves a Redis dataset made with
+``dataset.py --redis redis://127.0.0.1:6379/3 --prefix feeds:`` (the node's key prefix).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def wait_healthy(port: int, deadline_s: float) -> None:
     raise RuntimeError("the node did not become healthy")
 
 
-def start_node(db: str, port: int, core: str, config: str | None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REALTIME_FEEDS_STORE": f"sqlite:{db}", "REALTIME_LOG_LEVEL": "warning"}
+def start_node(store: str, port: int, core: str, config: str | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REALTIME_FEEDS_STORE": store, "REALTIME_LOG_LEVEL": "warning"}
     app = f"{APP.app_id}:{APP.api_key}:{APP.api_secret}"
     cmd = ["taskset", "-c", core, sys.executable, "-c", "from realtime.cli import main; main()", "serve"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--app", app]
@@ -104,7 +106,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--db", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", help="a SQLite dataset file")
+    where.add_argument("--store", help="a feed store URL instead, e.g. a Redis dataset (prefix feeds:)")
     parser.add_argument("--users", type=int, default=100_000, help="users in the dataset")
     parser.add_argument("--rates", default="500,1000,1500")
     parser.add_argument("--seconds", type=int, default=30)
@@ -116,11 +120,11 @@ def main() -> None:
     parser.add_argument("--config", help="node config file (e.g. [feeds.fanout] settings)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feeds-http-") as tmp:
-        db = args.db
-        if args.copy:
-            db = str(Path(tmp) / "feeds.db")
-            shutil.copyfile(args.db, db)
-        node = start_node(db, args.port, args.server_core, args.config)
+        store = args.store or f"sqlite:{args.db}"
+        if args.copy and args.db:
+            store = f"sqlite:{Path(tmp) / 'feeds.db'}"
+            shutil.copyfile(args.db, store.removeprefix("sqlite:"))
+        node = start_node(store, args.port, args.server_core, args.config)
         try:
             wait_healthy(args.port, 60)
             generators = ["mix", "locust"] if args.generator == "both" else [args.generator]
