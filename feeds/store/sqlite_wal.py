@@ -6,12 +6,13 @@ commit, so the WAL is never restarted: it grew to gigabytes in a ten-minute load
 lookup and commit slowed down with it (the WAL index is searched per page).
 
 :class:`WalKeeper` runs the checkpoints from a side thread (copying and fsync stay off the loop) and
-bounds the WAL: once it holds more than ``limit_frames`` frames, the keeper asks the loop to hold new
-commits, waits until the loop confirms (a commit group runs in one loop callback, so a callback that
-runs after the request means none is in progress), checkpoints the now-still WAL completely, and
-lets the commits go.  The first commit after that starts the WAL over, and ``journal_size_limit``
-truncates the file.  Reads go on meanwhile; only writes wait, for one checkpoint of at most
-``limit_frames`` frames.
+bounds the WAL: once it holds more than ``limit_frames`` frames, the keeper catches up with a few
+more passes, then asks the loop to hold new commits, waits until the loop confirms (a commit group
+runs in one loop callback, so a callback that runs after the request means none is in progress),
+checkpoints the now-still tail, and lets the commits go.  The first commit after that starts the
+WAL over, and ``journal_size_limit`` truncates the file.  Reads go on meanwhile; only writes wait,
+for one short checkpoint and its fsyncs (0-86 ms measured here at 100 posts/s; 160-200 ms before
+the catch-up passes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 0.5
 WAL_LIMIT_FRAMES = 32_768  # 128 MiB of 4 KiB pages
 HOLD_TIMEOUT_S = 5.0
+CATCH_UP_PASSES = 8
+CATCH_UP_FRAMES = 256  # a tail this short is copied in a few ms while commits wait
 
 
 class WalKeeper:
@@ -77,6 +80,13 @@ class WalKeeper:
         _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames <= self.limit_frames:
             return
+        # Catch up without holding first: each pass copies what arrived during the previous one,
+        # so the held pass below only copies a short tail (holds measured 160-200 ms without this).
+        for _ in range(CATCH_UP_PASSES):
+            _, now, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if now - frames <= CATCH_UP_FRAMES:
+                break
+            frames = now
         self._held.clear()
         self.holding = True
         try:
