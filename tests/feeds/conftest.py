@@ -109,7 +109,7 @@ class FeedServer:
 def feed_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FeedServer]:
-    """A real uvicorn serving feed_routes over each store, pull threshold 3 followers."""
+    """A real uvicorn serving FeedApi over each store, pull threshold 3 followers."""
     notifier = RecordingNotifier()
     prefix = f"test-feeds-{uuid.uuid4().hex}:"
     store: Store
