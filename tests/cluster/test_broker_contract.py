@@ -83,7 +83,8 @@ async def test_close_withdraws_before_ttl(cluster: Cluster) -> None:
     a, b = await cluster.nodes(2)
     a.broker.key_added("/x")
     await cluster.routable("/x", a)
-    assert b.broker.is_live(a.node_id) and a.broker.is_live(b.node_id)
+    # b seeing a's filter says nothing about a having seen b's announce yet: wait for both.
+    await eventually(lambda: b.broker.is_live(a.node_id) and a.broker.is_live(b.node_id), what="both live")
     assert a.broker.is_live(a.node_id)
     await a.broker.close()
     # Well within the heartbeat TTL: this is the announced withdrawal, not an expiry.
