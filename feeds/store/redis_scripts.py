@@ -60,20 +60,29 @@ for _, t in ipairs(targets) do
 end
 return out
 """
-ACTIVE = """
-local sources = redis.call('ZRANGE', KEYS[1], 0, -1)
-local since = tonumber(ARGV[1])
-local out = {}
-for i = 1, #sources, 1000 do
-  local last = math.min(i + 999, #sources)
-  local stamps = redis.call('HMGET', KEYS[2], unpack(sources, i, last))
-  for j = 1, last - i + 1 do
-    local t = stamps[j]
-    if t and tonumber(t) >= since then out[#out + 1] = sources[i + j - 1] end
+# The followers (sorted set ``fr_key``) whose last read (hash ``lr_key``) is at or after ``since``;
+# HMGET per 1000 keeps each call's argument list bounded.  Shared by ACTIVE and POST.
+_ACTIVE_FILTER = """
+local function active_followers(fr_key, lr_key, since)
+  local sources = redis.call('ZRANGE', fr_key, 0, -1)
+  local out = {}
+  for i = 1, #sources, 1000 do
+    local last = math.min(i + 999, #sources)
+    local stamps = redis.call('HMGET', lr_key, unpack(sources, i, last))
+    for j = 1, last - i + 1 do
+      local t = stamps[j]
+      if t and tonumber(t) >= since then out[#out + 1] = sources[i + j - 1] end
+    end
   end
+  return out
 end
-return out
 """
+ACTIVE = (
+    _ACTIVE_FILTER
+    + """
+return active_followers(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+"""
+)
 # Post an entry and push it to the feed's active followers (Store.add_and_push), in one round trip.
 # KEYS: t:<feed>, e:<feed>, fr:<feed>, lr, p:<app>:<id>.  ARGV: member, own meta, own cap, since,
 # pull threshold, max push, key prefix, trim slack, n placements, the placements, then
@@ -83,7 +92,9 @@ return out
 # Per call: the follower scan reads at most pull threshold followers (HMGET per 1000) and at most
 # max push (<= _ADD_OPS) feeds are written.  A feed is trimmed once it holds more than cap + slack
 # entries: a hard bound without the client-side schedule, which cannot see these feeds.
-POST = """
+POST = (
+    _ACTIVE_FILTER
+    + """
 local member, slack = ARGV[1], tonumber(ARGV[8])
 local function add(tkey, ekey, meta, cap)
   local added = redis.call('ZADD', tkey, 0, member)  -- every score is 0: no NX needed
@@ -102,16 +113,7 @@ local np = tonumber(ARGV[9])
 if np > 0 then redis.call('SADD', KEYS[5], unpack(ARGV, 10, 9 + np)) end
 local active = {}
 if redis.call('ZCARD', KEYS[3]) <= tonumber(ARGV[5]) then
-  local sources = redis.call('ZRANGE', KEYS[3], 0, -1)
-  local since = tonumber(ARGV[4])
-  for i = 1, #sources, 1000 do
-    local last = math.min(i + 999, #sources)
-    local stamps = redis.call('HMGET', KEYS[4], unpack(sources, i, last))
-    for j = 1, last - i + 1 do
-      local t = stamps[j]
-      if t and tonumber(t) >= since then active[#active + 1] = sources[i + j - 1] end
-    end
-  end
+  active = active_followers(KEYS[3], KEYS[4], tonumber(ARGV[4]))
   if #active > tonumber(ARGV[6]) then return {0, active} end
 end
 add(KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
@@ -140,6 +142,7 @@ for _, key in ipairs(active) do  -- followers mostly share a group: try the last
 end
 return {1, pushed}
 """
+)
 # Compare-and-set of entry columns: a concurrent mark() between our read and write is not lost;
 # returns the 1-based indexes of the keys whose entry changed meanwhile (the caller retries those).
 CAS = """
