@@ -70,10 +70,11 @@ class Fanout:
             return  # it was active: pushes reached it
         cutoff_us = 0 if last is None else max(0, last + self._inactive_us - 60_000_000)
         lower = Bounds(gte=(cutoff_us // 1000) << LOW_BITS)
-        for target in await self._pushed_targets(feed.key, plan):
-            missed = await self._pull(target, self._config.default_copy_limit, lower, None)
-            if missed:
-                await self._store.add_entries([feed.key], missed, cap)
+        targets = await self._pushed_targets(feed.key, plan)
+        pulled = await self._pull_many(targets, self._config.default_copy_limit, lower, None)
+        missed = [entry for entries in pulled for entry in entries]
+        if missed:
+            await self._store.add_entries([feed.key], missed, cap)
 
     async def _pushed_targets(self, feed_key: str, plan: ReadPlan) -> list[str]:
         """The followed feeds that push to this one (the rare paths: backfill, reads past the cap)."""
@@ -122,10 +123,6 @@ class Fanout:
     ) -> list[list[Entry]]:
         got = await self._store.read_many(targets, limit=need, bounds=bounds, tag=tag)
         return [_travelling(target, entries) for target, entries in zip(targets, got, strict=True)]
-
-    async def _pull(self, target_key: str, need: int, bounds: Bounds, tag: str | None) -> list[Entry]:
-        got = await self._store.read_entries(target_key, limit=need, bounds=bounds, tag=tag)
-        return _travelling(target_key, got)
 
     async def _cap_boundary(self, feed_key: str, cap: int) -> int | None:
         """The id of the oldest entry the cap keeps, or None while the feed holds fewer."""
