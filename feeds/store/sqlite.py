@@ -4,6 +4,7 @@ Writes go through :class:`~feeds.store.sqlite_commit.GroupCommit` (one write con
 commit, on the loop or on a writer thread depending on the durability setting); reads run directly
 on the event loop thread, every one a short indexed query, so no thread hop is paid on the hot read
 path.
+The schema and the SQL several methods share are in :mod:`feeds.store.sqlite_sql`.
 
 Timelines.  Entries have one index, the primary key (feed, id): removal by foreign_id or origin
 scans the feed's rows, which are capped, so fan-out inserts touch a single B-tree.  Trimming to the
@@ -36,90 +37,19 @@ import orjson
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
 from feeds.store.sqlite_commit import GroupCommit
+from feeds.store.sqlite_sql import (
+    ENTRY_COLS,
+    READ_PLAN,
+    SCHEMA,
+    entry_of,
+    insert_entries,
+    marks,
+    range_query,
+)
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
 from feeds.store.trim import TrimSchedule
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS activities(
-  app TEXT NOT NULL, id INTEGER NOT NULL, foreign_id TEXT, time_us INTEGER NOT NULL, body BLOB NOT NULL,
-  PRIMARY KEY(app, id)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS activities_fid ON activities(app, foreign_id, time_us)
-  WHERE foreign_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS entries(
-  feed TEXT NOT NULL, id INTEGER NOT NULL, origin TEXT, foreign_id TEXT, group_key TEXT NOT NULL,
-  tags TEXT NOT NULL, seen INTEGER NOT NULL, read INTEGER NOT NULL,
-  PRIMARY KEY(feed, id)) WITHOUT ROWID;
-DROP INDEX IF EXISTS entries_fid;
-DROP INDEX IF EXISTS entries_origin;
-CREATE TABLE IF NOT EXISTS follows(
-  source TEXT NOT NULL, target TEXT NOT NULL, created_us INTEGER NOT NULL,
-  PRIMARY KEY(source, target)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS follows_target ON follows(target, created_us);
-CREATE INDEX IF NOT EXISTS follows_source ON follows(source, created_us);
-CREATE TABLE IF NOT EXISTS follower_counts(feed TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS follower_counts_n ON follower_counts(n);
-CREATE TABLE IF NOT EXISTS placements(
-  app TEXT NOT NULL, id INTEGER NOT NULL, feed TEXT NOT NULL, PRIMARY KEY(app, id, feed)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS push_jobs(
-  id INTEGER PRIMARY KEY AUTOINCREMENT, lease_until_us INTEGER NOT NULL, attempts INTEGER NOT NULL,
-  job BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS push_jobs_lease ON push_jobs(lease_until_us);
-"""
-# Feed keys never hold a newline (user ids are checked), so it can separate the pulled targets.
-# Feed keys never hold a newline (user ids are checked), so it can separate the followed targets.
-_READ_PLAN = """
-SELECT group_concat(target, char(10)), (SELECT last_read_us FROM feed_state WHERE feed=?1)
-FROM follows WHERE source=?1
-"""
 BIG_FEEDS_TTL_S = 5.0
-_ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    return Entry(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), bool(row[5]), bool(row[6]))
-
-
-def _range_query(cols: str, feed: str, bounds: Bounds | None, tag: str | None) -> tuple[str, list[Any]]:
-    """``SELECT cols`` of ``feed``'s entries within ``bounds`` (and with ``tag``), newest first."""
-    sql = [f"SELECT {cols} FROM entries WHERE feed=?"]
-    args: list[Any] = [feed]
-    bounds = bounds or Bounds()
-    upper, lower = bounds.upper(), bounds.lower()
-    if upper is not None:
-        sql.append("AND id<=?")
-        args.append(upper)
-    if lower is not None:
-        sql.append("AND id>=?")
-        args.append(lower)
-    if tag is not None:
-        sql.append("AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE value=?)")
-        args.append(tag)
-    sql.append("ORDER BY id DESC")
-    return " ".join(sql), args
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _insert_entries(
-    conn: sqlite3.Connection, feeds: Sequence[str], entries: Sequence[Entry], cap: int, due: Sequence[str]
-) -> None:
-    """Insert ``entries`` into every feed (present ones ignored), then trim the ``due`` feeds to ``cap``."""
-    rows = [
-        (e.id, e.origin, e.foreign_id, e.group_key, orjson.dumps(list(e.tags)).decode(), e.seen, e.read)
-        for e in entries
-    ]
-    conn.executemany(
-        f"INSERT OR IGNORE INTO entries(feed, {_ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-        [(feed, *row) for feed in feeds for row in rows],
-    )
-    conn.executemany(
-        "DELETE FROM entries WHERE feed=?1 AND id <= "
-        "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        [(feed, cap) for feed in due],
-    )
 
 
 class SqliteStore:
@@ -157,7 +87,7 @@ class SqliteStore:
 
     async def start(self) -> None:
         setup = self._connect()
-        setup.executescript(_SCHEMA)
+        setup.executescript(SCHEMA)
         setup.execute("UPDATE push_jobs SET lease_until_us=0 WHERE lease_until_us > 0")  # see "Push journal"
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
@@ -208,7 +138,7 @@ class SqliteStore:
         out: dict[int, bytes] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
-            sql = f"SELECT id, body FROM activities WHERE app=? AND id IN ({_marks(len(chunk))})"
+            sql = f"SELECT id, body FROM activities WHERE app=? AND id IN ({marks(len(chunk))})"
             out.update(self._read(sql, [app, *chunk]))
         return out
 
@@ -255,7 +185,7 @@ class SqliteStore:
     async def add_entries(self, feeds: Sequence[str], entries: Sequence[Entry], cap: int) -> None:
         due = self._trims.due(feeds, len(entries))
         await self._write(
-            lambda conn: _insert_entries(conn, feeds, entries, cap, due), len(feeds) * len(entries)
+            lambda conn: insert_entries(conn, feeds, entries, cap, due), len(feeds) * len(entries)
         )
 
     async def add_and_push(self, post: Post) -> Posted:
@@ -277,7 +207,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany("INSERT OR IGNORE INTO placements(app, id, feed) VALUES (?,?,?)", rows)
             for keys, entry, cap, due in writes:
-                _insert_entries(conn, keys, [entry], cap, due)
+                insert_entries(conn, keys, [entry], cap, due)
 
         await self._write(op, len(rows) + sum(len(w[0]) for w in writes))
         return Posted(True, pushed) if done else Posted(False, active)
@@ -303,7 +233,7 @@ class SqliteStore:
         payloads = [job.dumps() for job in jobs]
 
         def op(conn: sqlite3.Connection) -> list[int]:
-            _insert_entries(conn, feeds, entries, cap, due)
+            insert_entries(conn, feeds, entries, cap, due)
             sql = "INSERT INTO push_jobs(lease_until_us, attempts, job) VALUES (?, 0, ?)"
             return [int(conn.execute(sql, (lease_until_us, p)).lastrowid or 0) for p in payloads]
 
@@ -326,7 +256,7 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> None:
             if job is not None:
-                _insert_entries(conn, job.feeds, [job.entry], job.cap, due)
+                insert_entries(conn, job.feeds, [job.entry], job.cap, due)
             conn.execute("DELETE FROM push_jobs WHERE id=?", (job_id,))
 
         await self._write(op, 1 if job is None else len(job.feeds))
@@ -337,10 +267,10 @@ class SqliteStore:
     async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
         def op(conn: sqlite3.Connection) -> list[Entry]:
             rows = conn.execute(
-                f"DELETE FROM entries WHERE feed=? AND foreign_id=? RETURNING {_ENTRY_COLS}",
+                f"DELETE FROM entries WHERE feed=? AND foreign_id=? RETURNING {ENTRY_COLS}",
                 (feed, foreign_id),
             ).fetchall()
-            return sorted((_entry(r) for r in rows), key=lambda e: -e.id)
+            return sorted((entry_of(r) for r in rows), key=lambda e: -e.id)
 
         return await self._write(op)
 
@@ -353,8 +283,8 @@ class SqliteStore:
     async def read_entries(
         self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
     ) -> list[Entry]:
-        sql, args = _range_query(_ENTRY_COLS, feed, bounds, tag)
-        return [_entry(r) for r in self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])]
+        sql, args = range_query(ENTRY_COLS, feed, bounds, tag)
+        return [entry_of(r) for r in self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])]
 
     async def read_many(
         self, feeds: Sequence[str], *, limit: int, bounds: Bounds | None = None, tag: str | None = None
@@ -364,19 +294,19 @@ class SqliteStore:
         for start in range(0, len(unique), 50):  # one statement per 50 feeds: bounded SQL size
             parts, args = [], []
             for feed in unique[start : start + 50]:
-                sql, part_args = _range_query(f"feed, {_ENTRY_COLS}", feed, bounds, tag)
+                sql, part_args = range_query(f"feed, {ENTRY_COLS}", feed, bounds, tag)
                 parts.append(f"SELECT * FROM ({sql} LIMIT ?)")
                 args += [*part_args, limit]
             for row in self._read(" UNION ALL ".join(parts), args):
-                out[row[0]].append(_entry(row[1:]))
+                out[row[0]].append(entry_of(row[1:]))
         return [out[feed] for feed in feeds]
 
     async def read_entries_up(self, feed: str, *, lowest: int, limit: int) -> list[Entry]:
         rows = self._read(
-            f"SELECT {_ENTRY_COLS} FROM entries WHERE feed=? AND id>=? ORDER BY id LIMIT ?",
+            f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id>=? ORDER BY id LIMIT ?",
             (feed, lowest, limit),
         )
-        return [_entry(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     async def set_entry_columns(
         self, feeds: Sequence[str], activity_id: int, *, group_key: str, tags: Sequence[str]
@@ -395,10 +325,10 @@ class SqliteStore:
         if not ids:
             return []
         rows = self._read(
-            f"SELECT {_ENTRY_COLS} FROM entries WHERE feed=? AND id IN ({_marks(len(ids))}) ORDER BY id DESC",
+            f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id IN ({marks(len(ids))}) ORDER BY id DESC",
             [feed, *ids],
         )
-        return [_entry(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:
         sets = ", ".join(s for s, on in (("seen=1", seen), ("read=1", read)) if on)
@@ -471,7 +401,7 @@ class SqliteStore:
         # above the threshold in Python: joining every target to its count in SQL cost 150-200 us
         # a read on the 100k-user dataset, this ~25 us.  The set of big feeds is cached: follows
         # and unfollows through this store drop it; BIG_FEEDS_TTL_S bounds any other staleness.
-        ((targets, last),) = self._read(_READ_PLAN, (feed,))
+        ((targets, last),) = self._read(READ_PLAN, (feed,))
         followed = targets.split("\n") if targets else []
         big = self._big_feeds(pull_threshold)
         return ReadPlan(len(followed), tuple(t for t in followed if t in big), last)
@@ -491,7 +421,7 @@ class SqliteStore:
         for start in range(0, len(targets), 500):
             chunk = list(targets[start : start + 500])
             rows = self._read(
-                f"SELECT feed, n FROM follower_counts WHERE feed IN ({_marks(len(chunk))})", chunk
+                f"SELECT feed, n FROM follower_counts WHERE feed IN ({marks(len(chunk))})", chunk
             )
             out.update(rows)
         return out

@@ -1,0 +1,91 @@
+"""The embedded store's schema and the SQL shared by its methods (see :mod:`feeds.store.sqlite`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from feeds.store.base import Bounds, Entry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS activities(
+  app TEXT NOT NULL, id INTEGER NOT NULL, foreign_id TEXT, time_us INTEGER NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY(app, id)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS activities_fid ON activities(app, foreign_id, time_us)
+  WHERE foreign_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS entries(
+  feed TEXT NOT NULL, id INTEGER NOT NULL, origin TEXT, foreign_id TEXT, group_key TEXT NOT NULL,
+  tags TEXT NOT NULL, seen INTEGER NOT NULL, read INTEGER NOT NULL,
+  PRIMARY KEY(feed, id)) WITHOUT ROWID;
+DROP INDEX IF EXISTS entries_fid;
+DROP INDEX IF EXISTS entries_origin;
+CREATE TABLE IF NOT EXISTS follows(
+  source TEXT NOT NULL, target TEXT NOT NULL, created_us INTEGER NOT NULL,
+  PRIMARY KEY(source, target)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_target ON follows(target, created_us);
+CREATE INDEX IF NOT EXISTS follows_source ON follows(source, created_us);
+CREATE TABLE IF NOT EXISTS follower_counts(feed TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follower_counts_n ON follower_counts(n);
+CREATE TABLE IF NOT EXISTS placements(
+  app TEXT NOT NULL, id INTEGER NOT NULL, feed TEXT NOT NULL, PRIMARY KEY(app, id, feed)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feed_state(feed TEXT PRIMARY KEY, last_read_us INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_jobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, lease_until_us INTEGER NOT NULL, attempts INTEGER NOT NULL,
+  job BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS push_jobs_lease ON push_jobs(lease_until_us);
+"""
+# Feed keys never hold a newline (user ids are checked), so it can separate the followed targets.
+READ_PLAN = """
+SELECT group_concat(target, char(10)), (SELECT last_read_us FROM feed_state WHERE feed=?1)
+FROM follows WHERE source=?1
+"""
+ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
+
+
+def entry_of(row: tuple[Any, ...]) -> Entry:
+    return Entry(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), bool(row[5]), bool(row[6]))
+
+
+def range_query(cols: str, feed: str, bounds: Bounds | None, tag: str | None) -> tuple[str, list[Any]]:
+    """``SELECT cols`` of ``feed``'s entries within ``bounds`` (and with ``tag``), newest first."""
+    sql = [f"SELECT {cols} FROM entries WHERE feed=?"]
+    args: list[Any] = [feed]
+    bounds = bounds or Bounds()
+    upper, lower = bounds.upper(), bounds.lower()
+    if upper is not None:
+        sql.append("AND id<=?")
+        args.append(upper)
+    if lower is not None:
+        sql.append("AND id>=?")
+        args.append(lower)
+    if tag is not None:
+        sql.append("AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE value=?)")
+        args.append(tag)
+    sql.append("ORDER BY id DESC")
+    return " ".join(sql), args
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def insert_entries(
+    conn: sqlite3.Connection, feeds: Sequence[str], entries: Sequence[Entry], cap: int, due: Sequence[str]
+) -> None:
+    """Insert ``entries`` into every feed (present ones ignored), then trim the ``due`` feeds to ``cap``."""
+    rows = [
+        (e.id, e.origin, e.foreign_id, e.group_key, orjson.dumps(list(e.tags)).decode(), e.seen, e.read)
+        for e in entries
+    ]
+    conn.executemany(
+        f"INSERT OR IGNORE INTO entries(feed, {ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+        [(feed, *row) for feed in feeds for row in rows],
+    )
+    conn.executemany(
+        "DELETE FROM entries WHERE feed=?1 AND id <= "
+        "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        [(feed, cap) for feed in due],
+    )
