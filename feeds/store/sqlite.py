@@ -11,6 +11,12 @@ scans the feed's rows, which are capped, so fan-out inserts touch a single B-tre
 cap runs for a feed once every ``TRIM_EVERY`` inserted entries (``feeds.store.trim``), so a
 timeline may hold up to that many entries beyond its cap between trims; reads are unaffected.
 
+Pending pushes.  A post's pushes to its followers are not written into ``entries`` with it: the
+post's commit holds one ``push_log`` record instead, the entries wait in memory (every read merges
+them in), and :class:`~feeds.store.sqlite_merge.WriteBehind` merges them in large feed-ordered
+batches, where they share page writes (:mod:`feeds.store.sqlite_pending` has the why and how).
+:meth:`SqliteStore.start` replays what a killed process left in the log.
+
 Push journal.  ``push_jobs`` holds the chunks of fan-outs still to be written (see the seam's
 guarantees): a closure writes an activity's own entries and its job rows in one savepoint of one
 group commit, and each finished chunk deletes its row in the savepoint that inserts its entries.
@@ -20,7 +26,7 @@ Ids are AUTOINCREMENT, so a deleted id never comes back.  One process owns the f
 Durability.  ``synchronous`` is ``NORMAL`` by default: a write acknowledged to its caller survives a
 killed process (the WAL frame is in the OS), and a power loss may drop the last transactions.  Set
 ``durability="full"`` to fsync the WAL on every group commit, which makes acknowledged writes
-survive power loss too.  Journalled pushes have the same durability as the write that
+survive power loss too.  Logged and journalled pushes have the same durability as the write that
 acknowledged their activity.
 """
 
@@ -37,12 +43,23 @@ import orjson
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
 from feeds.store.sqlite_commit import GroupCommit
+from feeds.store.sqlite_merge import MAX_PENDING, MERGE_AFTER_S, MERGE_ROWS, WriteBehind
+from feeds.store.sqlite_pending import (
+    PENDING_SCHEMA,
+    Push,
+    dump_pushes,
+    marked,
+    merge_newest_first,
+    record_drops,
+    replay_log,
+)
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     READ_PLAN,
     SCHEMA,
     entry_of,
     insert_entries,
+    insert_rows,
     marks,
     range_query,
 )
@@ -61,6 +78,9 @@ class SqliteStore:
         max_batch: int = 512,
         wal_limit_frames: int = WAL_LIMIT_FRAMES,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        merge_rows: int = MERGE_ROWS,
+        merge_after_s: float = MERGE_AFTER_S,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._path = path
         self._sync = "FULL" if durability == "full" else "NORMAL"
@@ -74,6 +94,14 @@ class SqliteStore:
         self._write = self._commits.write
         self._reader: sqlite3.Connection | None = None
         self._trims = TrimSchedule()
+        self._behind = WriteBehind(
+            self._write,
+            self._trims,
+            merge_rows=merge_rows,
+            merge_after_s=merge_after_s,
+            max_pending=max_pending,
+        )
+        self._pending = self._behind.pending
         self._big: dict[int, tuple[frozenset[str], float]] = {}
 
     def _connect(self) -> sqlite3.Connection:
@@ -87,16 +115,29 @@ class SqliteStore:
 
     async def start(self) -> None:
         setup = self._connect()
-        setup.executescript(SCHEMA)
+        setup.executescript(SCHEMA + PENDING_SCHEMA)
         setup.execute("UPDATE push_jobs SET lease_until_us=0 WHERE lease_until_us > 0")  # see "Push journal"
+        replay_log(setup)  # pushes a killed process left pending (see "Pending pushes")
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
+        self._behind.start()
 
     @property
     def wal_restarts(self) -> int:
         return self._commits.wal_restarts
 
+    @property
+    def pending_entries(self) -> int:
+        """Pushed entries not yet merged into the timelines table (reads see them all the same)."""
+        return self._pending.count
+
+    async def merge_pending(self) -> int:
+        """Merge every pending push now (a cycle runs by itself too); returns the entries written."""
+        return await self._behind.merge()
+
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._behind.close()
         reader, self._reader = self._reader, None
         await self._commits.close()
         if reader is not None:
@@ -197,28 +238,48 @@ class SqliteStore:
         done = len(active) <= post.max_push
         writes: list[tuple[Sequence[str], Entry, int, list[str]]] = []
         pushed: list[str] = []
+        logged: list[Push] = []
         if done:
             writes.append(([post.feed], post.entry, post.cap, self._trims.due([post.feed], 1)))
-            for keys, entry, cap in post.route(active):
-                writes.append((keys, entry, cap, self._trims.due(keys, 1)))
-                pushed += keys
+            routed = post.route(active)
+            if self._behind.accepts():
+                logged = [(keys, entry, cap) for keys, entry, cap in routed]
+            else:  # too much pending already: write the pushes now
+                writes += [(keys, entry, cap, self._trims.due(keys, 1)) for keys, entry, cap in routed]
+            pushed = [key for keys, _, _ in routed for key in keys]
         rows = [(post.app, post.entry.id, f) for f in post.placements]
+        job = dump_pushes(logged) if logged else None
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> int | None:
             conn.executemany("INSERT OR IGNORE INTO placements(app, id, feed) VALUES (?,?,?)", rows)
             for keys, entry, cap, due in writes:
                 insert_entries(conn, keys, [entry], cap, due)
+            if job is None:
+                return None
+            return conn.execute("INSERT INTO push_log(job) VALUES (?)", (job,)).lastrowid
 
-        await self._write(op, len(rows) + sum(len(w[0]) for w in writes))
+        seq = await self._write(op, len(rows) + sum(len(w[0]) for w in writes) + 1)
+        if seq is not None:
+            self._behind.logged(seq, logged)
         return Posted(True, pushed) if done else Posted(False, active)
 
     async def remove_entries(self, feeds: Sequence[str], ids: Sequence[int]) -> None:
+        for feed in feeds:
+            self._pending.discard(feed, ids)
+        drops = self._drops([(f, i) for f in feeds for i in ids])
+
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "DELETE FROM entries WHERE feed=? AND id=?", [(f, i) for f in feeds for i in ids]
             )
+            record_drops(conn, drops)
 
         await self._write(op)
+
+    def _drops(self, removed: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The removed (feed, id) pairs a replay of the push log could bring back."""
+        floor = self._pending.log_floor()
+        return [] if floor is None else [(f, i) for f, i in removed if i >= floor]
 
     # --- push journal ---------------------------------------------------------------------------
     async def add_entries_and_jobs(
@@ -265,18 +326,25 @@ class SqliteStore:
         return int(self._read("SELECT count(*) FROM push_jobs")[0][0])
 
     async def remove_foreign_id(self, feed: str, foreign_id: str) -> list[Entry]:
-        def op(conn: sqlite3.Connection) -> list[Entry]:
-            rows = conn.execute(
-                f"DELETE FROM entries WHERE feed=? AND foreign_id=? RETURNING {ENTRY_COLS}",
-                (feed, foreign_id),
-            ).fetchall()
-            return sorted((entry_of(r) for r in rows), key=lambda e: -e.id)
-
-        return await self._write(op)
+        return await self._remove_where(feed, "foreign_id", foreign_id)
 
     async def remove_origin(self, feed: str, origin: str) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            return conn.execute("DELETE FROM entries WHERE feed=? AND origin=?", (feed, origin)).rowcount
+        """Unfollow without keep_history: the entries are found by scanning the (capped) feed."""
+        return len(await self._remove_where(feed, "origin", origin))
+
+    async def _remove_where(self, feed: str, column: str, value: str) -> list[Entry]:
+        pending = self._pending.discard_where(feed, column, value)
+        floor = self._pending.log_floor()
+
+        def op(conn: sqlite3.Connection) -> list[Entry]:
+            rows = conn.execute(
+                f"DELETE FROM entries WHERE feed=? AND {column}=? RETURNING {ENTRY_COLS}", (feed, value)
+            ).fetchall()
+            removed = {e.id: e for e in pending}
+            removed.update((e.id, e) for e in map(entry_of, rows))
+            if floor is not None:
+                record_drops(conn, [(feed, i) for i in removed if i >= floor])
+            return sorted(removed.values(), key=lambda e: -e.id)
 
         return await self._write(op)
 
@@ -284,7 +352,11 @@ class SqliteStore:
         self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
     ) -> list[Entry]:
         sql, args = range_query(ENTRY_COLS, feed, bounds, tag)
-        return [entry_of(r) for r in self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])]
+        if not self._pending.has(feed):
+            return [entry_of(r) for r in self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])]
+        stored = [entry_of(r) for r in self._read(f"{sql} LIMIT ?", [*args, offset + limit])]
+        pending = self._pending.newest_first(feed, bounds, tag)
+        return merge_newest_first(stored, pending, offset, limit, self._pending.keep(feed))
 
     async def read_many(
         self, feeds: Sequence[str], *, limit: int, bounds: Bounds | None = None, tag: str | None = None
@@ -299,6 +371,10 @@ class SqliteStore:
                 args += [*part_args, limit]
             for row in self._read(" UNION ALL ".join(parts), args):
                 out[row[0]].append(entry_of(row[1:]))
+        for feed in unique:
+            if self._pending.has(feed):
+                pending = self._pending.newest_first(feed, bounds, tag)
+                out[feed] = merge_newest_first(out[feed], pending, 0, limit, self._pending.keep(feed))
         return [out[feed] for feed in feeds]
 
     async def read_entries_up(self, feed: str, *, lowest: int, limit: int) -> list[Entry]:
@@ -306,20 +382,29 @@ class SqliteStore:
             f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id>=? ORDER BY id LIMIT ?",
             (feed, lowest, limit),
         )
-        return [entry_of(r) for r in rows]
+        stored = [entry_of(r) for r in rows]
+        pending = self._pending.newest_first(feed, Bounds(gte=lowest), None)
+        if not pending:
+            return stored
+        have = {e.id for e in stored}
+        return sorted([*stored, *(e for e in pending if e.id not in have)], key=lambda e: e.id)[:limit]
 
     async def set_entry_columns(
         self, feeds: Sequence[str], activity_id: int, *, group_key: str, tags: Sequence[str]
     ) -> None:
         encoded = orjson.dumps(list(tags)).decode()
+        pending = [(f, e) for f in feeds for e in self._pending.by_ids(f, [activity_id])]
 
         def op(conn: sqlite3.Connection) -> None:
+            insert_rows(conn, pending)  # materialized first, so a log replay cannot undo the update
             conn.executemany(
                 "UPDATE entries SET group_key=?, tags=? WHERE feed=? AND id=?",
                 [(group_key, encoded, f, activity_id) for f in feeds],
             )
 
         await self._write(op)
+        for feed, entry in pending:
+            self._pending.discard(feed, [entry.id])
 
     async def get_entries(self, feed: str, ids: Sequence[int]) -> list[Entry]:
         if not ids:
@@ -328,20 +413,27 @@ class SqliteStore:
             f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id IN ({marks(len(ids))}) ORDER BY id DESC",
             [feed, *ids],
         )
-        return [entry_of(r) for r in rows]
+        stored = [entry_of(r) for r in rows]
+        return merge_newest_first(stored, self._pending.by_ids(feed, ids), 0, len(ids))
 
     async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:
         sets = ", ".join(s for s, on in (("seen=1", seen), ("read=1", read)) if on)
         if not sets:
             return
+        pending = (
+            self._pending.newest_first(feed, None, None) if ids is None else self._pending.by_ids(feed, ids)
+        )
+        materialized = [(feed, e) for e in marked(pending, seen, read)]
 
         def op(conn: sqlite3.Connection) -> None:
+            insert_rows(conn, materialized)  # so a log replay cannot undo the marks
             if ids is None:
                 conn.execute(f"UPDATE entries SET {sets} WHERE feed=?", (feed,))
             else:
                 conn.executemany(f"UPDATE entries SET {sets} WHERE feed=? AND id=?", [(feed, i) for i in ids])
 
         await self._write(op)
+        self._pending.discard(feed, [e.id for e in pending])
 
     # --- follows --------------------------------------------------------------------------------
     async def follow(self, follows: Sequence[Follow]) -> list[bool]:

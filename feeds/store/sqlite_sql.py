@@ -76,16 +76,27 @@ def insert_entries(
     conn: sqlite3.Connection, feeds: Sequence[str], entries: Sequence[Entry], cap: int, due: Sequence[str]
 ) -> None:
     """Insert ``entries`` into every feed (present ones ignored), then trim the ``due`` feeds to ``cap``."""
-    rows = [
-        (e.id, e.origin, e.foreign_id, e.group_key, orjson.dumps(list(e.tags)).decode(), e.seen, e.read)
-        for e in entries
-    ]
-    conn.executemany(
-        f"INSERT OR IGNORE INTO entries(feed, {ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-        [(feed, *row) for feed in feeds for row in rows],
-    )
+    rows = [entry_row(e) for e in entries]
+    conn.executemany(INSERT_ENTRY, [(feed, *row) for feed in feeds for row in rows])
+    trim_feeds(conn, [(feed, cap) for feed in due])
+
+
+def entry_row(e: Entry) -> tuple[Any, ...]:
+    return (e.id, e.origin, e.foreign_id, e.group_key, orjson.dumps(list(e.tags)).decode(), e.seen, e.read)
+
+
+INSERT_ENTRY = f"INSERT OR IGNORE INTO entries(feed, {ENTRY_COLS}) VALUES (?,?,?,?,?,?,?,?)"
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, Entry]]) -> None:
+    """Insert (feed, entry) pairs, present ones ignored."""
+    conn.executemany(INSERT_ENTRY, [(feed, *entry_row(e)) for feed, e in rows])
+
+
+def trim_feeds(conn: sqlite3.Connection, feeds: Sequence[tuple[str, int]]) -> None:
+    """Trim each (feed, cap) to its ``cap`` newest entries."""
     conn.executemany(
         "DELETE FROM entries WHERE feed=?1 AND id <= "
         "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        [(feed, cap) for feed in due],
+        feeds,
     )

@@ -118,6 +118,13 @@ def main() -> None:
     parser.add_argument("--copy", action="store_true", help="serve a copy of --db")
     parser.add_argument("--generator", choices=["mix", "locust", "both"], default="both")
     parser.add_argument("--config", help="node config file (e.g. [feeds.fanout] settings)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=7.0,
+        help="seconds to wait after each run before reading the server's CPU, so work it deferred "
+        "(the SQLite store merges pending pushes within 5 s) is charged to that run",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feeds-http-") as tmp:
         store = args.store or f"sqlite:{args.db}"
@@ -139,11 +146,14 @@ def main() -> None:
                     else:
                         row = run_mix(args.port, args.users, rate, args.seconds, args.client_core)
                         row["requests"] = round(float(str(row["served_rps"])) * args.seconds)
-                    spent, wall = cpu_seconds(node.pid) - before, time.monotonic() - started
+                    wall = time.monotonic() - started
+                    time.sleep(args.settle)
+                    spent = cpu_seconds(node.pid) - before
                     served = int(str(row.pop("requests")))
                     row = {"generator": generator, "offered_rps": rate, **row}
                     row["server_cpu_ms_per_request"] = round(spent * 1000 / max(served, 1), 3)
-                    row["server_core_busy"] = round(spent / wall, 2)  # wall: start-up and drain too
+                    # wall: the generator's start-up and drain too; spent: the settle time too
+                    row["server_core_busy"] = round(spent / wall, 2)
                     print(json.dumps(row), flush=True)
         finally:
             node.send_signal(signal.SIGTERM)

@@ -37,16 +37,31 @@ async def _drop_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture(params=["sqlite", "sqlite-full", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "sqlite-full",
+        "sqlite-merging",
+        "sqlite-direct",
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Every implementation of the store seam (SQLite with its loop writer and its thread writer);
-    the Redis one under a unique key prefix."""
+    """Every implementation of the store seam: SQLite with its loop writer and its thread writer;
+    SQLite merging pending pushes as soon as there are any (so merges race the test's own reads
+    and writes) and SQLite writing pushes directly (nothing may stay pending); the Redis one under
+    a unique key prefix."""
     impl: Store
     prefix = f"test-feeds-{uuid.uuid4().hex}:"
+    db = str(tmp_path / "feeds.db")
     if request.param == "sqlite":
-        impl = SqliteStore(str(tmp_path / "feeds.db"))
+        impl = SqliteStore(db)
     elif request.param == "sqlite-full":
-        impl = SqliteStore(str(tmp_path / "feeds.db"), durability="full")
+        impl = SqliteStore(db, durability="full")
+    elif request.param == "sqlite-merging":
+        impl = SqliteStore(db, merge_rows=1, merge_after_s=0.004)
+    elif request.param == "sqlite-direct":
+        impl = SqliteStore(db, max_pending=0)
     else:
         impl = RedisStore(REDIS_URL, prefix=prefix)
     await impl.start()

@@ -1,0 +1,141 @@
+"""When and how the embedded store's pending pushes are merged into its timelines.
+
+See :mod:`feeds.store.sqlite_pending` for why pushes wait.  A merge cycle runs when
+``merge_rows`` entries are pending or the oldest logged push is ``merge_after_s`` old.  It walks the
+feeds with pending entries in key order and writes them in chunks of about ``MERGE_CHUNK_ROWS``
+rows, each its own group commit, so reads run between chunks; the last chunk also deletes the log
+records the cycle covered.  A chunk's entries leave the pending tier only once it is committed.
+
+Memory is bounded: with ``max_pending`` entries pending, posts write their pushes directly, as
+they did before this tier existed, until a merge has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from feeds.store.base import Entry
+from feeds.store.sqlite_pending import PendingEntries, Push, forget_log
+from feeds.store.sqlite_sql import insert_rows, trim_feeds
+from feeds.store.trim import TrimSchedule
+
+MERGE_CHUNK_ROWS = 256  # ~3 ms of sorted inserts: how long a chunk holds the loop
+MERGE_ROWS = 65_536
+MERGE_AFTER_S = 5.0
+MAX_PENDING = 262_144
+log = logging.getLogger("feeds.store")
+
+Write = Callable[[Callable[[sqlite3.Connection], Any], int], Awaitable[Any]]
+
+
+class WriteBehind:
+    def __init__(
+        self,
+        write: Write,
+        trims: TrimSchedule,
+        *,
+        merge_rows: int = MERGE_ROWS,
+        merge_after_s: float = MERGE_AFTER_S,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.pending = PendingEntries()
+        self._write = write
+        self._trims = trims
+        self._merge_rows, self._merge_after_s, self._max_pending = merge_rows, merge_after_s, max_pending
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.cycles = 0
+
+    def accepts(self) -> bool:
+        """Whether a post may leave its pushes pending (else it writes them itself)."""
+        return self.pending.count < self._max_pending
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="feeds-sqlite-merge")
+
+    async def close(self) -> None:
+        """Stop the cycles and merge everything still pending (a clean stop leaves no log)."""
+        task, self._task = self._task, None
+        self._stopping = True
+        if task is not None:
+            self._wake.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.merge()
+
+    def logged(self, seq: int, pushes: Sequence[Push]) -> None:
+        """A post's log record ``seq`` is committed: its pushes are pending from now on."""
+        self.pending.add(seq, pushes)
+        if self.pending.count >= self._merge_rows:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        tick = min(0.25, self._merge_after_s / 4)
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the wake
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(tick):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            p = self.pending
+            due = p.oldest_at and time.monotonic() - p.oldest_at >= self._merge_after_s
+            if p.count >= self._merge_rows or due:
+                try:
+                    await self.merge()
+                except sqlite3.Error:  # entries and log stay as they were: the next tick retries
+                    log.exception("merging pending timeline entries failed")
+
+    async def merge(self) -> int:
+        """One cycle over everything pending now; returns the entries written."""
+        async with self._lock:
+            p = self.pending
+            seqs, feeds = p.seqs(), p.feeds()
+            if not seqs and not feeds:
+                return 0
+            written, i = 0, 0
+            while True:
+                chunk: list[tuple[str, list[Entry], int]] = []
+                rows = 0
+                while i < len(feeds) and rows < MERGE_CHUNK_ROWS:
+                    entries, cap = p.take(feeds[i])
+                    if entries:
+                        chunk.append((feeds[i], sorted(entries, key=lambda e: e.id), cap))
+                        rows += len(entries)
+                    i += 1
+                last = i >= len(feeds)
+                pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
+                due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
+                floor = p.floor_without(seqs) if last else None
+                await self._write(_chunk_op(pairs, due, seqs if last else None, floor), max(1, len(pairs)))
+                for feed, entries, _ in chunk:
+                    p.discard(feed, [e.id for e in entries])
+                written += len(pairs)
+                if last:
+                    break
+            p.forget_seqs(seqs)
+            self.cycles += 1
+            return written
+
+
+def _chunk_op(
+    pairs: list[tuple[str, Entry]], due: list[tuple[str, int]], seqs: list[int] | None, floor: int | None
+) -> Callable[[sqlite3.Connection], None]:
+    def op(conn: sqlite3.Connection) -> None:
+        insert_rows(conn, pairs)
+        trim_feeds(conn, due)
+        if seqs is not None:
+            forget_log(conn, seqs, floor)
+
+    return op

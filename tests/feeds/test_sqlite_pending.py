@@ -1,0 +1,149 @@
+"""The embedded store's pending pushes (feeds.store.sqlite_pending): durable through the push log
+across a killed process, including the changes made to them while they were pending, merged into
+the timelines by cycles that empty the log, and bounded in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import textwrap
+from contextlib import closing
+from pathlib import Path
+
+from feeds.store.base import Entry, Follow, Post
+from feeds.store.sqlite import SqliteStore
+
+FOLLOWERS = [f"t:{i}" for i in range(1, 41)]
+
+
+def post(ident: int) -> Post:
+    groups = (("t:", Entry(ident, origin="u:1", foreign_id=f"f{ident}"), 10),)
+    return Post("app", "u:1", Entry(ident, foreign_id=f"f{ident}"), 10, 0, 1000, 1000, groups, ("u:1",))
+
+
+async def _setup(store: SqliteStore) -> None:
+    await store.follow([Follow(f, "u:1", 1) for f in FOLLOWERS])
+    for f in FOLLOWERS:
+        await store.set_last_read(f, 100)
+
+
+def _log_rows(path: str) -> tuple[int, int]:
+    with closing(sqlite3.connect(path)) as conn:
+        (log,) = conn.execute("SELECT count(*) FROM push_log").fetchone()
+        (drops,) = conn.execute("SELECT count(*) FROM push_log_drops").fetchone()
+    return log, drops
+
+
+async def test_pending_pushes_and_their_changes_survive_a_killed_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_sqlite_pending import _setup, post
+        from feeds.store.sqlite import SqliteStore
+
+        async def main():
+            store = SqliteStore({path!r}, merge_after_s=3600)
+            await store.start()
+            await _setup(store)
+            for i in (1, 2, 3):
+                assert (await store.add_and_push(post(i))).done
+            assert store.pending_entries == 120  # nothing merged: all of it rests on the log
+            await store.remove_entries(["t:1"], [2])
+            await store.mark("t:2", [1], seen=True, read=True)
+            await store.set_entry_columns(["t:3"], 3, group_key="g2", tags=["x"])
+            await store.remove_origin("t:4", "u:1")
+            assert [e.foreign_id for e in await store.remove_foreign_id("t:5", "f1")] == ["f1"]
+            os._exit(9)  # no close(): nothing is merged, the log is all there is
+
+        asyncio.run(main())
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await asyncio.wait_for(proc.wait(), 30) == 9
+    assert _log_rows(path)[0] == 3
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        assert store.pending_entries == 0 and _log_rows(path) == (0, 0)  # replayed at start
+        ids = {f: [e.id for e in await store.read_entries(f, limit=10)] for f in FOLLOWERS}
+        assert ids["t:1"] == [3, 1]  # the removal was not undone by the replay
+        assert ids["t:4"] == []
+        assert ids["t:5"] == [3, 2]
+        assert all(ids[f] == [3, 2, 1] for f in [*FOLLOWERS[5:], "t:2", "t:3"])
+        assert (await store.get_entries("t:2", [1]))[0].seen  # marks kept
+        updated = (await store.get_entries("t:3", [3]))[0]
+        assert (updated.group_key, updated.tags) == ("g2", ("x",))
+        assert [e.id for e in await store.read_entries("u:1", limit=10)] == [3, 2, 1]
+    finally:
+        await store.close()
+
+
+async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    store = SqliteStore(path, merge_after_s=3600)
+    await store.start()
+    try:
+        await _setup(store)
+        for i in range(1, 16):
+            await store.add_and_push(post(i))
+        await store.remove_entries(["t:7"], [15])
+        before = {f: await store.read_entries(f, limit=20) for f in FOLLOWERS}
+        assert store.pending_entries == 40 * 15 - 1 and _log_rows(path) == (15, 1)
+        assert await store.merge_pending() == 40 * 15 - 1
+        assert store.pending_entries == 0 and _log_rows(path) == (0, 0)
+        after = {f: await store.read_entries(f, limit=20) for f in FOLLOWERS}
+        assert after == before
+        assert [e.id for e in after["t:7"]] == list(range(14, 0, -1))  # the removal held
+        with closing(sqlite3.connect(path)) as conn:  # trimmed to the cap plus the lazy slack at most
+            (most,) = conn.execute(
+                "SELECT max(n) FROM (SELECT count(*) n FROM entries GROUP BY feed)"
+            ).fetchone()
+        assert most <= 10 + 32
+    finally:
+        await store.close()
+
+
+async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    store = SqliteStore(path, merge_rows=100, merge_after_s=0.2)
+    await store.start()
+    try:
+        await _setup(store)
+        for i in range(1, 4):  # 120 entries: over merge_rows, so a cycle starts at once
+            await store.add_and_push(post(i))
+        for _ in range(100):
+            if store.pending_entries == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert store.pending_entries == 0
+        await store.add_and_push(post(4))  # 40 entries: merged once they are merge_after_s old
+        await asyncio.sleep(0.6)
+        assert store.pending_entries == 0
+        await store.add_and_push(post(5))
+        assert store.pending_entries == 40
+    finally:
+        await store.close()
+    assert _log_rows(path) == (0, 0)
+    again = SqliteStore(path)
+    await again.start()
+    try:
+        assert [e.id for e in await again.read_entries("t:9", limit=10)] == [5, 4, 3, 2, 1]
+    finally:
+        await again.close()
+
+
+async def test_pending_entries_are_bounded(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600, max_pending=50)
+    await store.start()
+    try:
+        await _setup(store)
+        await store.add_and_push(post(1))
+        await store.add_and_push(post(2))  # 40 pending < 50: still logged
+        await store.add_and_push(post(3))  # 80 pending: written directly
+        assert store.pending_entries == 80
+        assert [e.id for e in await store.read_entries("t:40", limit=10)] == [3, 2, 1]
+    finally:
+        await store.close()
