@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -90,8 +89,7 @@ class WriteBehind:
             if self._stopping:
                 return
             p = self.pending
-            due = p.oldest_at and time.monotonic() - p.oldest_at >= self._merge_after_s
-            if p.count >= self._merge_rows or due:
+            if p.count >= self._merge_rows or p.oldest_age() >= self._merge_after_s:
                 try:
                     await self.merge()
                 except sqlite3.Error:  # entries and log stay as they were: the next tick retries

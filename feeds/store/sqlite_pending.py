@@ -66,14 +66,11 @@ class PendingEntries:
     def __init__(self) -> None:
         self._feeds: dict[str, dict[int, Entry]] = {}
         self._caps: dict[str, int] = {}
-        self._seqs: dict[int, int] = {}  # log record -> lowest entry id in it
+        self._seqs: dict[int, tuple[int, float]] = {}  # log record -> (lowest entry id, added at)
         self.count = 0
-        self.oldest_at = 0.0  # monotonic time the oldest unmerged record was added
 
     # --- writes ------------------------------------------------------------------------------
     def add(self, seq: int, pushes: Sequence[Push]) -> None:
-        if not self._seqs:
-            self.oldest_at = time.monotonic()
         lowest = None
         for keys, entry, cap in pushes:
             lowest = entry.id if lowest is None else min(lowest, entry.id)
@@ -83,7 +80,7 @@ class PendingEntries:
                     self.count += 1
                 slot[entry.id] = entry
                 self._caps[key] = cap
-        self._seqs[seq] = lowest if lowest is not None else 0
+        self._seqs[seq] = (lowest if lowest is not None else 0, time.monotonic())
 
     def seqs(self) -> list[int]:
         return list(self._seqs)
@@ -91,17 +88,21 @@ class PendingEntries:
     def forget_seqs(self, seqs: Iterable[int]) -> None:
         for seq in seqs:
             self._seqs.pop(seq, None)
-        if not self._seqs:
-            self.oldest_at = 0.0
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest record still unmerged was added (0 when none is)."""
+        for _, added in self._seqs.values():  # insertion order is commit order: the first is oldest
+            return time.monotonic() - added
+        return 0.0
 
     def log_floor(self) -> int | None:
         """The lowest entry id any unmerged log record holds (None: the log is empty)."""
-        return min(self._seqs.values()) if self._seqs else None
+        return min(low for low, _ in self._seqs.values()) if self._seqs else None
 
     def floor_without(self, seqs: Sequence[int]) -> int | None:
         """:meth:`log_floor` once ``seqs`` are gone from the log."""
         gone = set(seqs)
-        rest = [low for seq, low in self._seqs.items() if seq not in gone]
+        rest = [low for seq, (low, _) in self._seqs.items() if seq not in gone]
         return min(rest) if rest else None
 
     def feeds(self) -> list[str]:

@@ -147,3 +147,20 @@ async def test_pending_entries_are_bounded(tmp_path: Path) -> None:
         assert [e.id for e in await store.read_entries("t:40", limit=10)] == [3, 2, 1]
     finally:
         await store.close()
+
+
+async def test_under_steady_posts_a_cycle_runs_once_per_merge_interval(tmp_path: Path) -> None:
+    """Each cycle waits until the oldest record *left* is merge_after_s old, so batches stay large."""
+    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=0.3)
+    await store.start()
+    try:
+        await _setup(store)
+        loop = asyncio.get_running_loop()
+        deadline, i = loop.time() + 1.2, 0
+        while loop.time() < deadline:
+            i += 1
+            await store.add_and_push(post(i))
+            await asyncio.sleep(0.01)
+        assert 2 <= store._behind.cycles <= 4, store._behind.cycles
+    finally:
+        await store.close()
