@@ -57,3 +57,10 @@ class FeedUpdate:
 
 class Notifier(Protocol):
     async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None: ...
+
+    def watched(self, feed_keys: Sequence[str]) -> list[str]:
+        """The store keys among ``feed_keys`` whose channel may have a subscriber, on this node or
+        another.  Pushes to followers build updates only for these: most followers are offline,
+        and building and routing a message each cost more than the push itself.  A superset is
+        fine; leaving out a watched feed loses its live update."""
+        ...

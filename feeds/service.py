@@ -237,6 +237,10 @@ class FeedService:
         out += (ClaimedJob(i, 0, job) for i, job in zip(ids, jobs, strict=True))
 
     def _note_new(self, changes: _Changes, keys: Sequence[str], act: Activity, origin: str) -> None:
+        if self.notifier is not None:
+            keys = self.notifier.watched(keys)
+        if not keys:
+            return
         body = act.to_json(origin=origin)
         for key in keys:
             changes.of(FeedRef.from_key(key)).new.append(body)

@@ -3,8 +3,11 @@ realtime message to each affected feed's channel, ``/site-<app_id>-feed-<group><
 
 Publishing goes through the engine, so a feed nobody is subscribed to costs nothing
 locally and, in a cluster, nothing on the wire (the router only sends where the
-filters say a subscriber may be). The default channel policy lets a client subscribe
-to such a channel only with a read token for that feed (``signature`` in ``ext``).
+filters say a subscriber may be).  Before that, :meth:`BayeuxNotifier.watched` lets the
+engine skip building the updates of pushed followers nobody may be watching (most of them):
+the local subscription index and the broker's filter replicas answer without a message.
+The default channel policy lets a client subscribe to such a channel only with a read token
+for that feed (``signature`` in ``ext``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from feeds.apps import App
 from feeds.config import FanoutConfig, parse_groups
+from feeds.keys import FeedRef
 from feeds.notify import FeedUpdate
 from feeds.service import FeedService
 from feeds.store.base import Store
@@ -33,6 +37,15 @@ def feed_channel(app_id: str, feed_together: str) -> str:
 class BayeuxNotifier:
     def __init__(self, server: BayeuxServer) -> None:
         self.server = server
+
+    def watched(self, feed_keys: Sequence[str]) -> list[str]:
+        may_deliver = self.server.may_deliver
+        out = []
+        for key in feed_keys:
+            app_id, together = FeedRef.app_and_together(key)
+            if may_deliver(feed_channel(app_id, together)):
+                out.append(key)
+        return out
 
     async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None:
         for update in updates:

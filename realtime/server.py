@@ -359,6 +359,10 @@ class BayeuxServer:
         self.events.emit("publish", message.get("clientId"), channel, message["data"])
         return reply
 
+    def may_deliver(self, channel: str) -> bool:
+        """Whether a publish to ``channel`` may reach anyone, here or on another node."""
+        return self.engine.may_deliver(channel)
+
     def publish_encoded(self, channel: str, payload: bytes) -> int:
         """Fan out an already-encoded delivery (used by the feed bridge and publishers)."""
         self.stats.publishes += 1

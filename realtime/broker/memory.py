@@ -52,6 +52,12 @@ class MemoryBroker:
                 # the publisher's fan-out loop.
                 node._loop.call_soon(node._deliver, payload)
 
+    def may_route(self, keys: Sequence[str]) -> bool:
+        return any(
+            node is not self and node._deliver is not None and any(k in node.keys for k in keys)
+            for node in self.hub.nodes.values()
+        )
+
     def is_live(self, node_id: str) -> bool:
         return node_id in self.hub.nodes
 

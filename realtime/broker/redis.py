@@ -150,6 +150,11 @@ class RedisBroker(RedisLink):
     def publish(self, keys: Sequence[str], payload: bytes) -> None:
         self.submit(keys, payload)
 
+    def may_route(self, keys: Sequence[str]) -> bool:
+        if not self.connected or self.closing:
+            return False  # publish would drop it too
+        return self.replicas.may_route(keys, self._self_id, self.broadcast)
+
     def is_live(self, node_id: str) -> bool:
         return node_id == self.node_id or node_id in self.replicas.table
 

@@ -232,16 +232,8 @@ class Replicas:
         if broadcast:
             payloads = [payload for _, payload in batch]
             return {n: payloads for n in nodes}
-        if exclude != self._routes_exclude:
-            self._routes.clear()
-            self._routes_exclude = exclude
-        routes = self._routes
         wanted = [tuple(keys) for keys, _ in batch]
-        missing = [t for t in dict.fromkeys(wanted) if t not in routes]
-        if missing:
-            if len(routes) + len(missing) > MAX_CACHED_ROUTES:
-                routes.clear()
-            self._resolve(missing, exclude)
+        routes = self._cached_routes(wanted, exclude)
         out: dict[str, list[bytes]] = {}
         for t, (_, payload) in zip(wanted, batch, strict=True):
             for node in routes[t]:
@@ -253,6 +245,32 @@ class Replicas:
             if node != exclude and node in self.table:
                 out[node] = [payload for _, payload in batch]
         return out
+
+    def may_route(self, keys: Sequence[str], exclude: str | None, broadcast: bool) -> bool:
+        """Whether :meth:`route` would send a publish of ``keys`` to any node."""
+        if any(node != exclude and node in self.table for node in self._stale):
+            return True
+        if not self.live(exclude):
+            return False
+        if broadcast:
+            return True
+        wanted = tuple(keys)
+        return bool(self._cached_routes([wanted], exclude)[wanted])
+
+    def _cached_routes(
+        self, wanted: Sequence[tuple[str, ...]], exclude: str | None
+    ) -> dict[tuple[str, ...], tuple[str, ...]]:
+        """The route cache, holding every key list of ``wanted``."""
+        if exclude != self._routes_exclude:
+            self._routes.clear()
+            self._routes_exclude = exclude
+        routes = self._routes
+        missing = [t for t in dict.fromkeys(wanted) if t not in routes]
+        if missing:
+            if len(routes) + len(missing) > MAX_CACHED_ROUTES:
+                routes.clear()
+            self._resolve(missing, exclude)
+        return routes
 
     def _resolve(self, key_lists: list[tuple[str, ...]], exclude: str | None) -> None:
         key_id: dict[str, int] = {}

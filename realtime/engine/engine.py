@@ -179,6 +179,11 @@ class Engine:
 
     # --- delivery -------------------------------------------------------------------
 
+    def may_deliver(self, channel: str) -> bool:
+        """Whether :meth:`publish` to ``channel`` may deliver anywhere (False is certain)."""
+        keys = self.routing_keys(channel)
+        return self.index.has_any(keys) or self.broker.may_route(keys)
+
     def publish(self, channel: str, payload: bytes) -> int:
         """Deliver locally and hand to the broker for other nodes; returns local count."""
         keys = self.routing_keys(channel)

@@ -57,3 +57,20 @@ def test_own_messages_and_broadcast() -> None:
     assert replicas.table.node_ids == ["o"]
     assert replicas.route([pub("/none")], "me", True) == {"o": [b"/none"]}
     assert replicas.route([pub("/a")], "o", False) == {}  # never back to the excluded node
+
+
+def test_may_route_answers_as_route_would() -> None:
+    replicas, owner = setup()
+    for channel, expected in (("/a", True), ("/b/c", False)):
+        keys, payload = pub(channel)
+        assert replicas.may_route(keys, "me", False) is expected
+        assert bool(replicas.route([(keys, payload)], "me", False)) is expected
+    assert replicas.may_route(expand("/b/c"), "me", True)  # broadcast: every live node
+    assert not replicas.may_route(expand("/a"), "o", False)  # never the excluded node
+    owner.add("/x")
+    owner.take_delta()  # lost: the replica is stale and gets everything until reloaded
+    owner.add("/y")
+    replicas.on_control(control(DELTA, "o", owner.take_delta() or b""))
+    assert replicas.may_route(expand("/b/c"), "me", False)
+    replicas.on_control(control(LEAVE, "o"))
+    assert not replicas.may_route(expand("/a"), "me", False)

@@ -80,6 +80,9 @@ class RecordingNotifier:
     async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None:
         self.updates.extend(updates)
 
+    def watched(self, feed_keys: Sequence[str]) -> list[str]:
+        return list(feed_keys)  # records every update, watched or not
+
 
 def build_app(service: FeedService) -> FeedApi:
     return FeedApi(service, lifespan=True)

@@ -3,7 +3,7 @@ authors, capped timelines and pulls past the cap."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -157,6 +157,9 @@ class FailingNotifier:
     async def feeds_changed(self, updates: object) -> None:
         self.calls += 1
         raise RuntimeError("bridge down")
+
+    def watched(self, feed_keys: Sequence[str]) -> list[str]:
+        return list(feed_keys)
 
 
 async def test_a_failing_notifier_does_not_fail_the_write(store: Store, clock: Clock) -> None:

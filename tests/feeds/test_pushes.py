@@ -40,6 +40,9 @@ class Recorder:
     async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None:
         self.updates.extend(updates)
 
+    def watched(self, feed_keys: Sequence[str]) -> list[str]:
+        return list(feed_keys)
+
 
 def service(store: Store, now: float = T0, notifier: Recorder | None = None, **cfg: Any) -> FeedService:
     config = FanoutConfig(inactive_after_s=100, follower_count_ttl_s=0, **cfg)
