@@ -46,7 +46,8 @@ ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
 
 
 def entry_of(row: tuple[Any, ...]) -> Entry:
-    return Entry(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), bool(row[5]), bool(row[6]))
+    tags = () if row[4] == "[]" else tuple(orjson.loads(row[4]))  # most entries carry no tags
+    return Entry(row[0], row[1], row[2], row[3], tags, bool(row[5]), bool(row[6]))
 
 
 def range_query(cols: str, feed: str, bounds: Bounds | None, tag: str | None) -> tuple[str, list[Any]]:
