@@ -1,0 +1,100 @@
+"""In-process cost of a post over a dataset from dataset.py: ``FeedService.add_activities`` to
+``user:<u>`` of random users (each pushed to its active followers), as api.py calls it, without HTTP
+or a notifier.
+
+The dataset is copied first (posts change it).  Posts run one after another; the CPU of every
+store merge they cause is included, the final merge of what is still pending too, so the figure
+is the whole cost of the pushes.  Reports CPU time per post and per pushed timeline entry
+(``time.process_time``: pin the process, e.g. ``taskset -c 1``).
+
+Usage: taskset -c 1 python3 loadtest/feeds/bench_write.py --db feeds.db --users 10000 [--posts 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from dataset import APP
+
+from feeds.config import FanoutConfig
+from feeds.service import FeedService
+from feeds.store.sqlite import SqliteStore
+
+
+def _entries(path: str) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+
+async def _merged(store: SqliteStore) -> None:
+    merge = getattr(store, "merge_pending", None)  # absent from stores without pending pushes
+    if merge is not None:
+        await merge()
+
+
+async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    store = SqliteStore(path)
+    svc = FeedService(store, [APP], fanout=FanoutConfig(pull_threshold=args.pull_threshold))
+    await svc.start()
+
+    async def post(i: int) -> None:
+        user = str(rng.randrange(args.users))
+        data = {"actor": f"user:{user}", "verb": "post", "object": f"post:{i}", "foreign_id": f"bw:{i}"}
+        await svc.add_activities(APP, svc.feed(APP, "user", user), [data])
+
+    try:
+        for i in range(args.warmup):
+            await post(-1 - i)
+        await _merged(store)
+        before = _entries(path)
+        c0 = time.process_time()
+        for i in range(args.posts):
+            await post(i)
+        await svc.drain()
+        await _merged(store)
+        cpu = time.process_time() - c0
+    finally:
+        await svc.close()
+    # Entries trimmed meanwhile are not counted: with the dataset's caps far above its timelines'
+    # lengths (the default), none are.
+    pushed = _entries(path) - before
+    return {
+        "posts": args.posts,
+        "entries_written": pushed,
+        "cpu_ms_per_post": cpu / args.posts * 1000,
+        "cpu_us_per_entry": cpu / max(pushed, 1) * 1e6,
+        "entries_per_cpu_s": pushed / cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", default="feeds-bench.db")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--posts", type=int, default=1500)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--pull-threshold", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="feeds-write-") as tmp:
+        path = str(Path(tmp) / "feeds.db")
+        shutil.copyfile(args.db, path)
+        stats = asyncio.run(measure(args, path))
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}))
+
+
+if __name__ == "__main__":
+    main()
