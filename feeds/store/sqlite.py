@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
+from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob
 from feeds.store.sqlite_commit import GroupCommit
+from feeds.store.sqlite_follows import SqliteFollows
 from feeds.store.sqlite_merge import MAX_PENDING, MERGE_AFTER_S, MERGE_ROWS, WriteBehind
 from feeds.store.sqlite_pending import (
     PENDING_SCHEMA,
@@ -55,7 +55,6 @@ from feeds.store.sqlite_pending import (
 )
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
-    READ_PLAN,
     SCHEMA,
     entry_of,
     insert_entries,
@@ -66,10 +65,10 @@ from feeds.store.sqlite_sql import (
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
 from feeds.store.trim import TrimSchedule
 
-BIG_FEEDS_TTL_S = 5.0
+T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(SqliteFollows):
     def __init__(
         self,
         path: str,
@@ -91,7 +90,6 @@ class SqliteStore:
             wal_limit_frames=wal_limit_frames,
             checkpoint_every_s=checkpoint_every_s,
         )
-        self._write = self._commits.write
         self._reader: sqlite3.Connection | None = None
         self._trims = TrimSchedule()
         self._behind = WriteBehind(
@@ -142,6 +140,9 @@ class SqliteStore:
         await self._commits.close()
         if reader is not None:
             reader.close()  # a no-op when it is the write connection, closed above
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1) -> Awaitable[T]:
+        return self._commits.write(fn, rows)
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._reader is None:
@@ -434,109 +435,3 @@ class SqliteStore:
 
         await self._write(op)
         self._pending.discard(feed, [e.id for e in pending])
-
-    # --- follows --------------------------------------------------------------------------------
-    async def follow(self, follows: Sequence[Follow]) -> list[bool]:
-        def op(conn: sqlite3.Connection) -> list[bool]:
-            created = []
-            for f in follows:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO follows(source, target, created_us) VALUES (?,?,?)",
-                    (f.source, f.target, f.created_us),
-                )
-                created.append(cur.rowcount == 1)
-                if cur.rowcount == 1:  # counts are denormalised so reads never count(*) a big author
-                    conn.execute(
-                        "INSERT INTO follower_counts(feed, n) VALUES (?, 1) "
-                        "ON CONFLICT(feed) DO UPDATE SET n=n+1",
-                        (f.target,),
-                    )
-            return created
-
-        created = await self._write(op)
-        self._big.clear()  # this store owns every count change: no read sees a stale big-feed set
-        return created
-
-    async def unfollow(self, source: str, target: str) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute("DELETE FROM follows WHERE source=? AND target=?", (source, target))
-            if cur.rowcount == 1:
-                conn.execute("UPDATE follower_counts SET n=n-1 WHERE feed=?", (target,))
-            return cur.rowcount == 1
-
-        removed = await self._write(op)
-        self._big.clear()
-        return removed
-
-    async def followers(self, target: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
-        rows = self._read(
-            "SELECT source, target, created_us FROM follows WHERE target=? "
-            "ORDER BY created_us DESC, source LIMIT ? OFFSET ?",
-            (target, -1 if limit is None else limit, offset),
-        )
-        return [Follow(*r) for r in rows]
-
-    async def following(self, source: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
-        rows = self._read(
-            "SELECT source, target, created_us FROM follows WHERE source=? "
-            "ORDER BY created_us DESC, target LIMIT ? OFFSET ?",
-            (source, -1 if limit is None else limit, offset),
-        )
-        return [Follow(*r) for r in rows]
-
-    async def follower_count(self, target: str) -> int:
-        rows = self._read("SELECT n FROM follower_counts WHERE feed=?", (target,))
-        return int(rows[0][0]) if rows else 0
-
-    async def read_plan(self, feed: str, pull_threshold: int) -> ReadPlan:
-        # The followed targets come back as one string and are matched against the (few) feeds
-        # above the threshold in Python: joining every target to its count in SQL cost 150-200 us
-        # a read on the 100k-user dataset, this ~25 us.  The set of big feeds is cached: follows
-        # and unfollows through this store drop it; BIG_FEEDS_TTL_S bounds any other staleness.
-        ((targets, last),) = self._read(READ_PLAN, (feed,))
-        followed = targets.split("\n") if targets else []
-        big = self._big_feeds(pull_threshold)
-        return ReadPlan(len(followed), tuple(t for t in followed if t in big), last)
-
-    def _big_feeds(self, threshold: int) -> frozenset[str]:
-        now = time.monotonic()
-        cached = self._big.get(threshold)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        rows = self._read("SELECT feed FROM follower_counts WHERE n > ?", (threshold,))
-        big = frozenset(r[0] for r in rows)
-        self._big = {threshold: (big, now + BIG_FEEDS_TTL_S)}
-        return big
-
-    async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
-        out = dict.fromkeys(targets, 0)
-        for start in range(0, len(targets), 500):
-            chunk = list(targets[start : start + 500])
-            rows = self._read(
-                f"SELECT feed, n FROM follower_counts WHERE feed IN ({marks(len(chunk))})", chunk
-            )
-            out.update(rows)
-        return out
-
-    # --- feed activity --------------------------------------------------------------------------
-    async def set_last_read(self, feed: str, us: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO feed_state(feed, last_read_us) VALUES (?, ?) "
-                "ON CONFLICT(feed) DO UPDATE SET last_read_us=excluded.last_read_us",
-                (feed, us),
-            )
-
-        await self._write(op)
-
-    async def last_read(self, feed: str) -> int | None:
-        rows = self._read("SELECT last_read_us FROM feed_state WHERE feed=?", (feed,))
-        return int(rows[0][0]) if rows else None
-
-    async def active_followers(self, target: str, since_us: int) -> list[str]:
-        rows = self._read(
-            "SELECT f.source FROM follows f JOIN feed_state s ON s.feed = f.source "
-            "WHERE f.target=? AND s.last_read_us >= ?",
-            (target, since_us),
-        )
-        return [r[0] for r in rows]
