@@ -41,6 +41,7 @@ import orjson
 
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob
+from feeds.store.body_cache import BodyCache
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_follows import SqliteFollows
 from feeds.store.sqlite_merge import MAX_PENDING, MERGE_AFTER_S, MERGE_ROWS, WriteBehind
@@ -92,6 +93,7 @@ class SqliteStore(SqliteFollows):
         )
         self._reader: sqlite3.Connection | None = None
         self._trims = TrimSchedule()
+        self._bodies = BodyCache()  # this store is the only writer of its file's activities
         self._behind = WriteBehind(
             self._write,
             self._trims,
@@ -177,11 +179,13 @@ class SqliteStore(SqliteFollows):
         return await self._write(op)
 
     async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
-        out: dict[int, bytes] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
+        out, missing = self._bodies.split(app, ids)
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
             sql = f"SELECT id, body FROM activities WHERE app=? AND id IN ({marks(len(chunk))})"
-            out.update(self._read(sql, [app, *chunk]))
+            read = dict(self._read(sql, [app, *chunk]))
+            self._bodies.add(app, read)
+            out.update(read)
         return out
 
     async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]:
@@ -207,6 +211,7 @@ class SqliteStore(SqliteFollows):
             )
 
         await self._write(op)
+        self._bodies.forget(app, [act.id for act in activities])  # after: a read meanwhile saw the old
 
     async def add_placements(self, app: str, activity_id: int, feeds: Sequence[str]) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -136,3 +136,32 @@ async def test_commit_groups_are_bounded_by_rows_so_the_loop_runs_between_them(t
         assert [e.id for e in await store.read_entries(feeds[-1], limit=20)] == list(range(10, 0, -1))
     finally:
         await store.close()
+
+
+async def test_body_cache_serves_reads_and_never_a_replaced_body(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "f.db"))
+    await store.start()
+    try:
+        first = Activity(actor="u", verb="v", object="o", time_us=1, id=42)
+        await store.put_activities("a", [first])
+        assert Activity.loads((await store.get_bodies("a", [42, 43]))[42]) == first
+        assert len(store._bodies) == 1 and (await store.get_bodies("b", [42])) == {}  # apps apart
+        changed = Activity(actor="u", verb="edited", object="o", time_us=1, id=42)
+        await store.replace_activities("a", [changed])
+        assert Activity.loads((await store.get_bodies("a", [42]))[42]) == changed
+    finally:
+        await store.close()
+
+
+def test_body_cache_is_bounded_by_bytes() -> None:
+    from feeds.store.body_cache import BodyCache
+
+    cache = BodyCache(max_bytes=64 * 100)
+    cache.add("a", {i: b"x" * 50 for i in range(200)})  # 10,000 bytes: over the bound
+    assert cache._bytes <= 64 * 100 * 3 // 4 and len(cache) < 200
+    found, missing = cache.split("a", [0, 199])
+    assert list(found) == [199] and missing == [0]  # the oldest went first
+    cache.add("a", {500: b"y" * 200})  # bigger than a 64th of the bound: not kept
+    assert cache.split("a", [500]) == ({}, [500])
+    cache.forget("a", [199])
+    assert cache.split("a", [199]) == ({}, [199])
