@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import textwrap
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +266,25 @@ async def test_a_killed_redis_node_loses_no_acknowledged_push() -> None:
                 await client.delete(*keys)
         finally:
             await client.aclose()
+
+
+async def test_a_killed_sqlite_process_loses_no_pending_push(tmp_path: Path) -> None:
+    """Pushes to fewer than inline_fanout followers wait in memory behind the SQLite push log;
+    a node killed right after acknowledging the post has them back at its next start."""
+    path = str(tmp_path / "feeds.db")
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        fans = await prepare_followers(store, 300)
+    finally:
+        await store.close()
+    posted = int(await kill_after_http_ack("sqlite", path, ""))
+    with closing(sqlite3.connect(path)) as conn:  # the kill came before any merge
+        assert conn.execute("SELECT count(*) FROM push_log").fetchone() == (1,)
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        assert await holding(store, fans, posted) == 300
+        assert store.pending_entries == 0
+    finally:
+        await store.close()
