@@ -5,6 +5,8 @@ See :mod:`feeds.store.sqlite_pending` for why pushes wait.  A merge cycle runs w
 feeds with pending entries in key order and writes them in chunks of about ``MERGE_CHUNK_ROWS``
 rows, each its own group commit, so reads run between chunks; the last chunk also deletes the log
 records the cycle covered.  A chunk's entries leave the pending tier only once it is committed.
+Cycles started by the timer are paced (after each chunk they wait twice as long as it took, unless
+a backlog builds up); explicit merges and the one at close are not.
 
 Memory is bounded: with ``max_pending`` entries pending, posts write their pushes directly, as
 they did before this tier existed, until a merge has caught up.
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,6 +28,9 @@ from feeds.store.sqlite_sql import insert_rows, trim_feeds
 from feeds.store.trim import TrimSchedule
 
 MERGE_CHUNK_ROWS = 256  # ~3 ms of sorted inserts: how long a chunk holds the loop
+# A cycle's chunks otherwise run back to back: with the WAL checkpoint that follows, a cycle took
+# most of the core for a few hundred ms every 5 s, and requests queued behind it.
+MERGE_PACE = 2.0
 MERGE_ROWS = 65_536
 MERGE_AFTER_S = 5.0
 MAX_PENDING = 262_144
@@ -91,12 +97,14 @@ class WriteBehind:
             p = self.pending
             if p.count >= self._merge_rows or p.oldest_age() >= self._merge_after_s:
                 try:
-                    await self.merge()
+                    await self.merge(paced=True)
                 except sqlite3.Error:  # entries and log stay as they were: the next tick retries
                     log.exception("merging pending timeline entries failed")
 
-    async def merge(self) -> int:
-        """One cycle over everything pending now; returns the entries written."""
+    async def merge(self, *, paced: bool = False) -> int:
+        """One cycle over everything pending now; returns the entries written.  ``paced``: after
+        each chunk, wait ``MERGE_PACE`` times as long as it took, unless a backlog has built up,
+        so a cycle's work is spread out instead of taking the loop in one burst."""
         async with self._lock:
             p = self.pending
             seqs, feeds = p.seqs(), p.feeds()
@@ -116,7 +124,10 @@ class WriteBehind:
                 pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
                 due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
                 floor = p.floor_without(seqs) if last else None
+                started = time.perf_counter()
                 await self._write(_chunk_op(pairs, due, seqs if last else None, floor), max(1, len(pairs)))
+                if paced and not last and not self._stopping and p.count < self._merge_rows:
+                    await asyncio.sleep((time.perf_counter() - started) * MERGE_PACE)
                 for feed, entries, _ in chunk:
                     p.discard(feed, [e.id for e in entries])
                 written += len(pairs)
