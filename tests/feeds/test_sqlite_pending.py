@@ -11,6 +11,8 @@ import textwrap
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from feeds.store.base import Entry, Follow, Post
 from feeds.store.sqlite import SqliteStore
 
@@ -162,5 +164,36 @@ async def test_under_steady_posts_a_cycle_runs_once_per_merge_interval(tmp_path:
             await store.add_and_push(post(i))
             await asyncio.sleep(0.01)
         assert 2 <= store._behind.cycles <= 4, store._behind.cycles
+    finally:
+        await store.close()
+
+
+async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.store import sqlite_merge
+
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float) -> None:
+        pauses.append(delay)
+        await real_sleep(0)
+
+    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
+    await store.start()
+    monkeypatch.setattr(sqlite_merge.asyncio, "sleep", recording_sleep)
+    try:
+        await _setup(store)
+        for batch in range(2):
+            for i in range(1, 16):  # 600 entries over 40 feeds: three chunks of ~256 rows
+                await store.add_and_push(post(batch * 100 + i))
+            pauses.clear()
+            if batch == 0:
+                assert await store._behind.merge(paced=True) == 600
+                assert len(pauses) == 2 and all(p > 0 for p in pauses)  # between chunks, not after
+            else:
+                assert await store.merge_pending() == 600
+                assert pauses == []
     finally:
         await store.close()
