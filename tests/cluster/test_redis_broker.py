@@ -291,3 +291,23 @@ async def test_replica_behind_its_snapshot_is_sent_everything_until_a_reload_cat
         assert all(replicas.table.get("o").contains(k) for k in ("/a", "/b", "/c"))  # type: ignore[union-attr]
     finally:
         await client.aclose()
+
+
+async def test_may_route_follows_other_nodes_filters(redis_url: str, prefix: str) -> None:
+    """What the feed bridge asks before it builds an update for a follower's channel."""
+    a = await Rec(make(redis_url, prefix, "a")).start()
+    b = await Rec(make(redis_url, prefix, "b")).start()
+    try:
+        watched, idle = expand("/site-1-feed-timeline2"), expand("/site-1-feed-timeline3")
+        await eventually(lambda: "b" in a.broker.replicas.table.node_ids)
+        assert not a.broker.may_route(watched) and not a.broker.may_route(idle)
+        b.broker.key_added("/site-1-feed-timeline2")
+        await eventually(lambda: a.broker.may_route(watched))
+        assert not a.broker.may_route(idle)
+        assert not b.broker.may_route(watched)  # its own keys are not another node's
+        b.broker.key_removed("/site-1-feed-timeline2")
+        await eventually(lambda: not a.broker.may_route(watched))
+    finally:
+        await a.broker.close()
+        await b.broker.close()
+    assert not a.broker.may_route(watched)  # closed: publish would drop it too
