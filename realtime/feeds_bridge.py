@@ -39,13 +39,9 @@ class BayeuxNotifier:
         self.server = server
 
     def watched(self, feed_keys: Sequence[str]) -> list[str]:
-        may_deliver = self.server.may_deliver
-        out = []
-        for key in feed_keys:
-            app_id, together = FeedRef.app_and_together(key)
-            if may_deliver(feed_channel(app_id, together)):
-                out.append(key)
-        return out
+        channels = [feed_channel(*FeedRef.app_and_together(key)) for key in feed_keys]
+        flags = self.server.may_deliver_many(channels)
+        return [key for key, watched in zip(feed_keys, flags, strict=True) if watched]
 
     async def feeds_changed(self, updates: Sequence[FeedUpdate]) -> None:
         for update in updates:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,9 +359,9 @@ class BayeuxServer:
         self.events.emit("publish", message.get("clientId"), channel, message["data"])
         return reply
 
-    def may_deliver(self, channel: str) -> bool:
-        """Whether a publish to ``channel`` may reach anyone, here or on another node."""
-        return self.engine.may_deliver(channel)
+    def may_deliver_many(self, channels: Sequence[str]) -> list[bool]:
+        """For each channel, whether a publish to it may reach anyone, here or on another node."""
+        return self.engine.may_deliver_many(channels)
 
     def publish_encoded(self, channel: str, payload: bytes) -> int:
         """Fan out an already-encoded delivery (used by the feed bridge and publishers)."""

@@ -62,9 +62,10 @@ class Broker(Protocol):
     def publish(self, keys: Sequence[str], payload: bytes) -> None:
         """Send ``payload`` to every *other* node that may hold any of ``keys``."""
 
-    def may_route(self, keys: Sequence[str]) -> bool:
-        """Whether :meth:`publish` of ``keys`` would send to any other node now (False is certain:
-        a publisher may skip building the payload)."""
+    def may_route_many(self, key_lists: Sequence[Sequence[str]]) -> list[bool]:
+        """For each key list, whether :meth:`publish` of it would send to any other node now
+        (False is certain: a publisher may skip building the payload).  One call for many, so an
+        implementation can resolve them together."""
 
     def is_live(self, node_id: str) -> bool:
         """Whether ``node_id`` is a live member of the cluster (this node included)."""

@@ -52,11 +52,9 @@ class MemoryBroker:
                 # the publisher's fan-out loop.
                 node._loop.call_soon(node._deliver, payload)
 
-    def may_route(self, keys: Sequence[str]) -> bool:
-        return any(
-            node is not self and node._deliver is not None and any(k in node.keys for k in keys)
-            for node in self.hub.nodes.values()
-        )
+    def may_route_many(self, key_lists: Sequence[Sequence[str]]) -> list[bool]:
+        others = [n for n in self.hub.nodes.values() if n is not self and n._deliver is not None]
+        return [any(k in n.keys for n in others for k in keys) for keys in key_lists]
 
     def is_live(self, node_id: str) -> bool:
         return node_id in self.hub.nodes

@@ -150,10 +150,13 @@ class RedisBroker(RedisLink):
     def publish(self, keys: Sequence[str], payload: bytes) -> None:
         self.submit(keys, payload)
 
-    def may_route(self, keys: Sequence[str]) -> bool:
+    def may_route_many(self, key_lists: Sequence[Sequence[str]]) -> list[bool]:
         if not self.connected or self.closing:
-            return False  # publish would drop it too
-        return self.replicas.may_route(keys, self._self_id, self.broadcast)
+            return [False] * len(key_lists)  # publish would drop them too
+        return self.replicas.may_route_many(key_lists, self._self_id, self.broadcast)
+
+    def may_route(self, keys: Sequence[str]) -> bool:
+        return self.may_route_many([keys])[0]
 
     def is_live(self, node_id: str) -> bool:
         return node_id == self.node_id or node_id in self.replicas.table

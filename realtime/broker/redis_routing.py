@@ -246,16 +246,23 @@ class Replicas:
                 out[node] = [payload for _, payload in batch]
         return out
 
-    def may_route(self, keys: Sequence[str], exclude: str | None, broadcast: bool) -> bool:
-        """Whether :meth:`route` would send a publish of ``keys`` to any node."""
+    def may_route_many(
+        self, key_lists: Sequence[Sequence[str]], exclude: str | None, broadcast: bool
+    ) -> list[bool]:
+        """For each key list, whether :meth:`route` would send a publish of it to any node; the
+        lists the route cache lacks are resolved together, as :meth:`route` does."""
         if any(node != exclude and node in self.table for node in self._stale):
-            return True
+            return [True] * len(key_lists)
         if not self.live(exclude):
-            return False
+            return [False] * len(key_lists)
         if broadcast:
-            return True
-        wanted = tuple(keys)
-        return bool(self._cached_routes([wanted], exclude)[wanted])
+            return [True] * len(key_lists)
+        wanted = [tuple(keys) for keys in key_lists]
+        routes = self._cached_routes(wanted, exclude)
+        return [bool(routes[t]) for t in wanted]
+
+    def may_route(self, keys: Sequence[str], exclude: str | None, broadcast: bool) -> bool:
+        return self.may_route_many([keys], exclude, broadcast)[0]
 
     def _cached_routes(
         self, wanted: Sequence[tuple[str, ...]], exclude: str | None

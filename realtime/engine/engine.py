@@ -16,7 +16,7 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from realtime.bayeux.channels import PRIVILEGED, expand
 from realtime.bayeux.outbound import Outbound
@@ -179,10 +179,16 @@ class Engine:
 
     # --- delivery -------------------------------------------------------------------
 
-    def may_deliver(self, channel: str) -> bool:
-        """Whether :meth:`publish` to ``channel`` may deliver anywhere (False is certain)."""
-        keys = self.routing_keys(channel)
-        return self.index.has_any(keys) or self.broker.may_route(keys)
+    def may_deliver_many(self, channels: Sequence[str]) -> list[bool]:
+        """For each channel, whether :meth:`publish` to it may deliver anywhere (False is
+        certain): the local index first, then the broker once for all the others."""
+        keys = [self.routing_keys(c) for c in channels]
+        out = [self.index.has_any(k) for k in keys]
+        remote = [i for i, here in enumerate(out) if not here]
+        if remote:
+            for i, there in zip(remote, self.broker.may_route_many([keys[i] for i in remote]), strict=True):
+                out[i] = there
+        return out
 
     def publish(self, channel: str, payload: bytes) -> int:
         """Deliver locally and hand to the broker for other nodes; returns local count."""
