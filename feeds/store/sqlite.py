@@ -249,7 +249,7 @@ class SqliteStore(SqliteFollows):
             writes.append(([post.feed], post.entry, post.cap, self._trims.due([post.feed], 1)))
             routed = post.route(active)
             if self._behind.accepts():
-                logged = [(keys, entry, cap) for keys, entry, cap in routed]
+                logged = list(routed)
             else:  # too much pending already: write the pushes now
                 writes += [(keys, entry, cap, self._trims.due(keys, 1)) for keys, entry, cap in routed]
             pushed = [key for keys, _, _ in routed for key in keys]

@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+from dataset import merge_pending
+
 from feeds.apps import App
 from feeds.config import FanoutConfig
 from feeds.service import FeedService
@@ -39,13 +41,6 @@ async def _setup_follows(store: Store, pairs: list[tuple[str, str]], now_us: int
         await store.set_last_read(f"1/timeline:{source}", now_us)
 
 
-async def merged(store: Store) -> None:
-    """The SQLite store's pending pushes are part of the work: counted until they are merged."""
-    merge = getattr(store, "merge_pending", None)
-    if merge is not None:
-        await merge()
-
-
 async def star(svc: FeedService, followers: int, posts: int) -> dict[str, float]:
     await _setup_follows(svc.store, [(f"f{i}", "star") for i in range(followers)], svc.now_us())
     feed = svc.feed(APP, "user", "star")
@@ -53,7 +48,7 @@ async def star(svc: FeedService, followers: int, posts: int) -> dict[str, float]
     for i in range(posts):
         await svc.add_activities(APP, feed, [{"actor": "star", "verb": "post", "object": f"o:{i}"}])
     await svc.drain()  # pushes above inline_fanout finish in the background: count them in
-    await merged(svc.store)
+    await merge_pending(svc.store)
     elapsed = time.perf_counter() - started
     return {
         "entries": followers * posts,
@@ -79,7 +74,7 @@ async def crowd(svc: FeedService, authors: int, per_author: int, concurrency: in
     started = time.perf_counter()
     await asyncio.gather(*(post(a) for a in range(authors)))
     await svc.drain()
-    await merged(svc.store)
+    await merge_pending(svc.store)
     elapsed = time.perf_counter() - started
     entries = authors * per_author
     return {"entries": entries, "seconds": elapsed, "entries_per_s": entries / elapsed}

@@ -24,7 +24,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from dataset import APP
+from dataset import APP, merge_pending
 
 from feeds.config import FanoutConfig
 from feeds.service import FeedService
@@ -34,12 +34,6 @@ from feeds.store.sqlite import SqliteStore
 def _entries(path: str) -> int:
     with closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
-
-
-async def _merged(store: SqliteStore) -> None:
-    merge = getattr(store, "merge_pending", None)  # absent from stores without pending pushes
-    if merge is not None:
-        await merge()
 
 
 async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
@@ -56,13 +50,13 @@ async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
     try:
         for i in range(args.warmup):
             await post(-1 - i)
-        await _merged(store)
+        await merge_pending(store)
         before = _entries(path)
         c0 = time.process_time()
         for i in range(args.posts):
             await post(i)
         await svc.drain()
-        await _merged(store)
+        await merge_pending(store)
         cpu = time.process_time() - c0
     finally:
         await svc.close()

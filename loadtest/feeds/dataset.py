@@ -125,6 +125,13 @@ class PlannedIds(IdGenerator):
         return self.planned.pop(time_us)
 
 
+async def merge_pending(store: Store) -> None:
+    """Merge a SQLite store's pending pushes now: benchmarks count them until they are written."""
+    merge = getattr(store, "merge_pending", None)  # stores without pending pushes lack it
+    if merge is not None:
+        await merge()
+
+
 async def build(store: Store, args: argparse.Namespace) -> dict[str, float]:
     rng = random.Random(args.seed)
     now_us = args.now * 1_000_000
@@ -166,9 +173,7 @@ async def build(store: Store, args: argparse.Namespace) -> dict[str, float]:
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         await svc.drain()  # background pushes of large fan-outs are part of the work
-        merge = getattr(store, "merge_pending", None)
-        if merge is not None:
-            await merge()  # so are the SQLite store's pending pushes: counted until they are merged
+        await merge_pending(store)  # so are the SQLite store's pending pushes
         post_s = time.perf_counter() - started
         counts = [await store.follower_count(f"1/user:{u}") for u in range(args.users)]
         return {
