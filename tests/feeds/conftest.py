@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from helpers.redis_keys import drop_prefix
 
 from feeds.api import FeedApi
 from feeds.apps import App
@@ -23,18 +24,6 @@ from feeds.store.redis import RedisStore
 from feeds.store.sqlite import SqliteStore
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-async def _drop_prefix(url: str, prefix: str) -> None:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture(
@@ -70,7 +59,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     finally:
         await impl.close()
         if request.param == "redis":
-            await _drop_prefix(REDIS_URL, prefix)
+            await drop_prefix(REDIS_URL, prefix)
 
 
 @dataclass
@@ -143,4 +132,4 @@ def feed_server(
         if request.param == "redis":
             import asyncio
 
-            asyncio.run(_drop_prefix(REDIS_URL, prefix))
+            asyncio.run(drop_prefix(REDIS_URL, prefix))

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 import stream
+from helpers.redis_keys import drop_prefix
 
 from feeds.activity import Activity
 from feeds.apps import App
@@ -259,13 +259,7 @@ async def test_a_killed_redis_node_loses_no_acknowledged_push() -> None:
         fresh = lambda: RedisStore(REDIS_URL, prefix=prefix)  # noqa: E731
         await check_crash_and_resume(fresh, "redis", REDIS_URL, prefix, clock_ahead_s=120)
     finally:
-        client = aioredis.Redis.from_url(REDIS_URL)
-        try:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+        await drop_prefix(REDIS_URL, prefix)
 
 
 async def test_a_killed_sqlite_process_loses_no_pending_push(tmp_path: Path) -> None:
