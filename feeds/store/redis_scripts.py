@@ -14,7 +14,24 @@ if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return {2, false} e
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return {0, false}
 """
-ADD = """
+# Trim a timeline (sorted set ``tkey``, entry columns in hash ``ekey``) to its ``cap`` newest members
+# once it holds more than ``limit``; HDEL per 1000 keeps each call's argument list bounded.  Shared by
+# ADD and POST.
+_TRIM = """
+local function trim_over(tkey, ekey, cap, limit)
+  local size = redis.call('ZCARD', tkey)
+  if size > limit then
+    local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
+    redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
+    for i = 1, #old, 1000 do
+      redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
+    end
+  end
+end
+"""
+ADD = (
+    _TRIM
+    + """
 local n = tonumber(ARGV[2])
 local due = ARGV[3 + 2 * n]
 local cap = tonumber(ARGV[1])
@@ -36,19 +53,11 @@ for f = 1, #KEYS / 2 do
       redis.call('HSETNX', ekey, ARGV[i], ARGV[i + n])
     end
   end
-  if string.byte(due, f) == 49 then
-    local size = redis.call('ZCARD', tkey)
-    if size > cap then
-      local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
-      redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
-      for i = 1, #old, 1000 do
-        redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
-      end
-    end
-  end
+  if string.byte(due, f) == 49 then trim_over(tkey, ekey, cap, cap) end
 end
 return 0
 """
+)
 # Follower counts are ZCARDs of keys named from the followings (ARGV[3] is the key prefix), so this
 # script, like the rest of the store, expects one Redis server rather than a sharded cluster.
 READ_PLAN = """
@@ -94,20 +103,14 @@ return active_followers(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 # entries: a hard bound without the client-side schedule, which cannot see these feeds.
 POST = (
     _ACTIVE_FILTER
+    + _TRIM
     + """
 local member, slack = ARGV[1], tonumber(ARGV[8])
 local function add(tkey, ekey, meta, cap)
   local added = redis.call('ZADD', tkey, 0, member)  -- every score is 0: no NX needed
   redis.call('HSETNX', ekey, member, meta)
   if added == 0 then return end
-  local size = redis.call('ZCARD', tkey)
-  if size > cap + slack then
-    local old = redis.call('ZRANGE', tkey, 0, size - cap - 1)
-    redis.call('ZREMRANGEBYRANK', tkey, 0, size - cap - 1)
-    for i = 1, #old, 1000 do
-      redis.call('HDEL', ekey, unpack(old, i, math.min(i + 999, #old)))
-    end
-  end
+  trim_over(tkey, ekey, cap, cap + slack)
 end
 local np = tonumber(ARGV[9])
 if np > 0 then redis.call('SADD', KEYS[5], unpack(ARGV, 10, 9 + np)) end
