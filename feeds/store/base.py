@@ -49,7 +49,7 @@ Guarantees every implementation gives:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import orjson
@@ -68,6 +68,19 @@ class Entry:
     tags: tuple[str, ...] = ()
     seen: bool = False
     read: bool = False
+
+    def wire(self) -> list[object]:
+        """The pushed form (no flags: a push never carries marks), for the journal and the log."""
+        return [self.id, self.origin, self.foreign_id, self.group_key, list(self.tags)]
+
+    @classmethod
+    def from_wire(cls, raw: Sequence[object]) -> Entry:
+        ident, origin, foreign_id, group_key, tags = raw
+        return cls(ident, origin, foreign_id, group_key, tuple(tags))  # type: ignore[arg-type]
+
+    def marked(self, seen: bool, read: bool) -> Entry:
+        """This entry with seen and/or read set (flags are only ever raised)."""
+        return replace(self, seen=self.seen or seen, read=self.read or read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +115,12 @@ class PushJob:
     feeds: tuple[str, ...]
 
     def dumps(self) -> bytes:
-        e = self.entry
-        return orjson.dumps(
-            [self.app, self.cap, [e.id, e.origin, e.foreign_id, e.group_key, e.tags], self.feeds]
-        )
+        return orjson.dumps([self.app, self.cap, self.entry.wire(), self.feeds])
 
     @classmethod
     def loads(cls, raw: bytes) -> PushJob:
-        app, cap, (ident, origin, foreign_id, group_key, tags), feeds = orjson.loads(raw)
-        return cls(app, Entry(ident, origin, foreign_id, group_key, tuple(tags)), cap, tuple(feeds))
+        app, cap, entry, feeds = orjson.loads(raw)
+        return cls(app, Entry.from_wire(entry), cap, tuple(feeds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,12 +378,7 @@ class RedisStore:
         entries = await self._scan(feed) if ids is None else await self.get_entries(feed, ids)
         if not entries:
             return
-        updates = {
-            _member(e.id): _meta(
-                Entry(e.id, e.origin, e.foreign_id, e.group_key, e.tags, e.seen or seen, e.read or read)
-            )
-            for e in entries
-        }
+        updates = {_member(e.id): _meta(e.marked(seen, read)) for e in entries}
         await self.r.hset(ekey, mapping=updates)
 
     # --- follows --------------------------------------------------------------------------------

@@ -49,7 +49,6 @@ from feeds.store.sqlite_pending import (
     PENDING_SCHEMA,
     Push,
     dump_pushes,
-    marked,
     merge_newest_first,
     record_drops,
     replay_log,
@@ -429,7 +428,7 @@ class SqliteStore(SqliteFollows):
         pending = (
             self._pending.newest_first(feed, None, None) if ids is None else self._pending.by_ids(feed, ids)
         )
-        materialized = [(feed, e) for e in marked(pending, seen, read)]
+        materialized = [(feed, e.marked(seen, read)) for e in pending]
 
         def op(conn: sqlite3.Connection) -> None:
             insert_rows(conn, materialized)  # so a log replay cannot undo the marks

@@ -28,7 +28,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 import orjson
 
@@ -45,19 +44,11 @@ Push = tuple[Sequence[str], Entry, int]  # follower keys, their entry, their cap
 
 
 def dump_pushes(pushes: Sequence[Push]) -> bytes:
-    return orjson.dumps(
-        [
-            [list(keys), [e.id, e.origin, e.foreign_id, e.group_key, list(e.tags)], cap]
-            for keys, e, cap in pushes
-        ]
-    )
+    return orjson.dumps([[list(keys), e.wire(), cap] for keys, e, cap in pushes])
 
 
 def load_pushes(raw: bytes) -> list[Push]:
-    out: list[Push] = []
-    for keys, (ident, origin, foreign_id, group_key, tags), cap in orjson.loads(raw):
-        out.append((keys, Entry(ident, origin, foreign_id, group_key, tuple(tags)), cap))
-    return out
+    return [(keys, Entry.from_wire(e), cap) for keys, e, cap in orjson.loads(raw)]
 
 
 class PendingEntries:
@@ -174,10 +165,6 @@ def merge_newest_first(
     if keep is not None:
         del merged[keep:]
     return merged[offset : offset + limit]
-
-
-def marked(entries: Sequence[Entry], seen: bool, read: bool) -> list[Entry]:
-    return [replace(e, seen=e.seen or seen, read=e.read or read) for e in entries]
 
 
 def record_drops(conn: sqlite3.Connection, drops: Sequence[tuple[str, int]]) -> None:
