@@ -88,7 +88,7 @@ class PendingEntries:
 
     def log_floor(self) -> int | None:
         """The lowest entry id any unmerged log record holds (None: the log is empty)."""
-        return min(low for low, _ in self._seqs.values()) if self._seqs else None
+        return self.floor_without(())
 
     def floor_without(self, seqs: Sequence[int]) -> int | None:
         """:meth:`log_floor` once ``seqs`` are gone from the log."""
