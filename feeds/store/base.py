@@ -27,8 +27,9 @@ Guarantees every implementation gives:
 * **Posting.**  :meth:`add_and_push` writes an activity's entry into a feed it was posted to and, in
   the same step, pushes it to that feed's active followers (:class:`Post`): the common small
   fan-out in one store operation.  A feed with more than ``pull_threshold`` followers (live count)
-  is not pushed to.  When more than ``max_push`` followers are active, nothing but the placements
-  is written and their keys are returned, so the caller takes the journalled path for them.
+  is not pushed to.  When more than ``max_push`` followers are active, a store may write nothing
+  but the placements and return their keys, so the caller takes the journalled path for them; a
+  store that can make the whole push durable in that one step (SQLite's push log) does so instead.
 * **Follows.**  A (source, target) pair exists at most once; listings are newest follow first.
 * **Activity of feeds.**  A feed's last-read time is kept so fan-out can skip inactive followers;
   :meth:`active_followers` lists the followers read at or after a time.
@@ -168,7 +169,8 @@ class Posted:
     """What :meth:`Store.add_and_push` did.  ``done``: the entry and its pushes are written, and
     ``keys`` are the followers it was pushed to.  Not ``done``: only placements were written, and
     ``keys`` are all the active followers (more than ``max_push``, or more than the store writes in
-    one step: RedisStore bounds one script's work), for the caller to push."""
+    one step: RedisStore bounds one script's work), for the caller to push.  A store may be
+    ``done`` with more than ``max_push`` (SqliteStore logs a push of any size while it has room)."""
 
     done: bool
     keys: list[str]
@@ -231,9 +233,9 @@ class Store(Protocol):
 
     async def add_and_push(self, post: Post) -> Posted:
         """Record ``post.placements``; then, unless more than ``post.max_push`` followers of
-        ``post.feed`` are active (see :class:`Posted`), add ``post.entry`` to ``post.feed`` and each
-        active follower's entry (by ``post.groups``), as :meth:`add_entries` would; the writes are one
-        atomic step."""
+        ``post.feed`` are active and the store declines the push (see :class:`Posted`), add
+        ``post.entry`` to ``post.feed`` and each active follower's entry (by ``post.groups``), as
+        :meth:`add_entries` would; the writes are one atomic step."""
         ...
 
     # --- push journal ---------------------------------------------------------------------------

@@ -15,7 +15,9 @@ Pending pushes.  A post's pushes to its followers are not written into ``entries
 post's commit holds one ``push_log`` record instead, the entries wait in memory (every read merges
 them in), and :class:`~feeds.store.sqlite_merge.WriteBehind` merges them in large feed-ordered
 batches, where they share page writes (:mod:`feeds.store.sqlite_pending` has the why and how).
-:meth:`SqliteStore.start` replays what a killed process left in the log.
+:meth:`SqliteStore.start` replays what a killed process left in the log.  A push of any size is
+logged while the pending tier has room for it, so the push journal below serves only posts made
+while it is full.
 
 Push journal.  ``push_jobs`` holds the chunks of fan-outs still to be written (see the seam's
 guarantees): a closure writes an activity's own entries and its job rows in one savepoint of one
@@ -235,19 +237,23 @@ class SqliteStore(SqliteFollows):
         )
 
     async def add_and_push(self, post: Post) -> Posted:
-        """The follower count and filter are plain reads; placements and every entry then go in
-        one savepoint of a group commit."""
+        """The follower count and filter are plain reads; placements, the feed's own entry and
+        the push log record (or, with too much pending, every pushed entry) then go in one
+        savepoint of a group commit.  A push that can be logged is done here whatever its size:
+        its log record is as durable as a journal record, and costs one row instead of a chunk
+        write per ``PUSH_CHUNK`` followers, so ``max_push`` only bounds pushes written directly."""
         active: list[str] = []
         if await self.follower_count(post.feed) <= post.pull_threshold:
             active = await self.active_followers(post.feed, post.since_us)
-        done = len(active) <= post.max_push
+        logging = bool(active) and self._behind.accepts(len(active))
+        done = logging or len(active) <= post.max_push
         writes: list[tuple[Sequence[str], Entry, int, list[str]]] = []
         pushed: list[str] = []
         logged: list[Push] = []
         if done:
             writes.append(([post.feed], post.entry, post.cap, self._trims.due([post.feed], 1)))
             routed = post.route(active)
-            if self._behind.accepts():
+            if logging:
                 logged = list(routed)
             else:  # too much pending already: write the pushes now
                 writes += [(keys, entry, cap, self._trims.due(keys, 1)) for keys, entry, cap in routed]

@@ -59,9 +59,9 @@ class WriteBehind:
         self._stopping = False
         self.cycles = 0
 
-    def accepts(self) -> bool:
-        """Whether a post may leave its pushes pending (else it writes them itself)."""
-        return self.pending.count < self._max_pending
+    def accepts(self, entries: int) -> bool:
+        """Whether a post may leave ``entries`` pushed entries pending (else it writes them)."""
+        return self.pending.count + entries <= self._max_pending
 
     def start(self) -> None:
         self._stopping = False

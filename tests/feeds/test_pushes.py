@@ -156,7 +156,12 @@ CHILD = textwrap.dedent(
     from feeds.store.sqlite import SqliteStore
 
     kind, where, prefix = sys.argv[1:4]
-    store = SqliteStore(where) if kind == "sqlite" else RedisStore(where, prefix=prefix)
+    # sqlite-direct: no pending pushes, so a large push takes the journal as with Redis
+    direct = kind == "sqlite-direct"
+    if kind.startswith("sqlite"):
+        store = SqliteStore(where, max_pending=0) if direct else SqliteStore(where)
+    else:
+        store = RedisStore(where, prefix=prefix)
     # the test-only knob: the background push waits, so the kill lands after the ack and before it
     service = FeedService(store, [App(*sys.argv[4:7])], fanout=FanoutConfig(push_delay_s=3600))
 
@@ -247,7 +252,8 @@ async def check_crash_and_resume(
 
 async def test_a_killed_sqlite_process_loses_no_acknowledged_push(tmp_path: Path) -> None:
     path = str(tmp_path / "feeds.db")
-    await check_crash_and_resume(lambda: SqliteStore(path), "sqlite", path, "", clock_ahead_s=0)
+    fresh = lambda: SqliteStore(path, max_pending=0)  # noqa: E731
+    await check_crash_and_resume(fresh, "sqlite-direct", path, "", clock_ahead_s=0)
 
 
 @pytest.mark.redis
@@ -263,22 +269,24 @@ async def test_a_killed_redis_node_loses_no_acknowledged_push() -> None:
 
 
 async def test_a_killed_sqlite_process_loses_no_pending_push(tmp_path: Path) -> None:
-    """Pushes to fewer than inline_fanout followers wait in memory behind the SQLite push log;
-    a node killed right after acknowledging the post has them back at its next start."""
+    """Pushes wait in memory behind the SQLite push log, those to more than inline_fanout (500)
+    followers too (no journal); a node killed right after acknowledging the post has them back at
+    its next start."""
     path = str(tmp_path / "feeds.db")
     store = SqliteStore(path)
     await store.start()
     try:
-        fans = await prepare_followers(store, 300)
+        fans = await prepare_followers(store, 1200)
     finally:
         await store.close()
     posted = int(await kill_after_http_ack("sqlite", path, ""))
     with closing(sqlite3.connect(path)) as conn:  # the kill came before any merge
         assert conn.execute("SELECT count(*) FROM push_log").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM push_jobs").fetchone() == (0,)
     store = SqliteStore(path)
     await store.start()
     try:
-        assert await holding(store, fans, posted) == 300
+        assert await holding(store, fans, posted) == 1200
         assert store.pending_entries == 0
     finally:
         await store.close()

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import textwrap
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,15 +139,34 @@ async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path
 
 
 async def test_pending_entries_are_bounded(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    store = SqliteStore(path, merge_after_s=3600, max_pending=50)
+    await store.start()
+    try:
+        await _setup(store)
+        await store.add_and_push(post(1))  # 40 pending: logged
+        await store.add_and_push(post(2))  # 40 more would pass 50: written directly
+        assert store.pending_entries == 40
+        assert _log_rows(path)[0] == 1
+        assert [e.id for e in await store.read_entries("t:40", limit=10)] == [2, 1]
+    finally:
+        await store.close()
+
+
+async def test_a_push_past_max_push_is_logged_while_there_is_room(tmp_path: Path) -> None:
+    """max_push bounds pushes written in the post's commit; a logged push costs one record."""
     store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600, max_pending=50)
     await store.start()
     try:
         await _setup(store)
-        await store.add_and_push(post(1))
-        await store.add_and_push(post(2))  # 40 pending < 50: still logged
-        await store.add_and_push(post(3))  # 80 pending: written directly
-        assert store.pending_entries == 80
-        assert [e.id for e in await store.read_entries("t:40", limit=10)] == [3, 2, 1]
+        small = lambda i: replace(post(i), max_push=5)  # noqa: E731
+        first = await store.add_and_push(small(1))
+        assert first.done and sorted(first.keys) == sorted(FOLLOWERS)
+        assert store.pending_entries == 40
+        second = await store.add_and_push(small(2))  # no room: the caller journals the push
+        assert not second.done and sorted(second.keys) == sorted(FOLLOWERS)
+        assert [e.id for e in await store.read_entries("t:1", limit=10)] == [1]
+        assert [e.id for e in await store.read_entries("u:1", limit=10)] == [1]
     finally:
         await store.close()
 
