@@ -49,6 +49,7 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -133,6 +134,9 @@ class ClaimedJob:
     job: PushJob
 
 
+_MAX_CHAR = chr(0x10FFFF)
+
+
 @dataclass(frozen=True, slots=True)
 class Post:
     """An activity's entry for ``feed`` (posted there directly) and the push of it to the feed's
@@ -155,6 +159,24 @@ class Post:
 
     def route(self, keys: Sequence[str]) -> list[tuple[list[str], Entry, int]]:
         """``keys`` split by group: (keys, entry, cap) per group that matched any."""
+        prefixes = [prefix for prefix, _, _ in self.groups]
+        if not all(p and p[-1] != _MAX_CHAR for p in prefixes) or any(
+            a != b and b.startswith(a) for a in prefixes for b in prefixes
+        ):
+            return self._route_in_order(keys)
+        # No prefix starts another, so a key matches at most one and order does not matter: each
+        # group is a slice of the sorted keys (a push to thousands of followers was ~1 us per key
+        # in the loop below, on the loop thread).
+        ordered = sorted(keys)
+        out: list[tuple[list[str], Entry, int]] = []
+        for prefix, entry, cap in self.groups:
+            lo = bisect_left(ordered, prefix)
+            hi = bisect_left(ordered, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
+            if hi > lo:
+                out.append((ordered[lo:hi], entry, cap))
+        return out
+
+    def _route_in_order(self, keys: Sequence[str]) -> list[tuple[list[str], Entry, int]]:
         out: dict[str, tuple[list[str], Entry, int]] = {}
         for key in keys:
             for prefix, entry, cap in self.groups:

@@ -63,14 +63,21 @@ class PendingEntries:
     # --- writes ------------------------------------------------------------------------------
     def add(self, seq: int, pushes: Sequence[Push]) -> None:
         lowest = None
+        feeds, caps = self._feeds, self._caps
         for keys, entry, cap in pushes:
-            lowest = entry.id if lowest is None else min(lowest, entry.id)
+            eid = entry.id
+            lowest = eid if lowest is None else min(lowest, eid)
+            # one pass per push, a few dict operations per follower: thousands run in one step
             for key in keys:
-                slot = self._feeds.setdefault(key, {})
-                if entry.id not in slot:
+                slot = feeds.get(key)
+                if slot is None:
+                    feeds[key] = {eid: entry}
                     self.count += 1
-                slot[entry.id] = entry
-                self._caps[key] = cap
+                else:
+                    if eid not in slot:
+                        self.count += 1
+                    slot[eid] = entry
+            caps.update(dict.fromkeys(keys, cap))
         self._seqs[seq] = (lowest if lowest is not None else 0, time.monotonic())
 
     def seqs(self) -> list[int]:
