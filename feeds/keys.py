@@ -45,12 +45,6 @@ class FeedRef:
             raise InputError(f"invalid feed id {feed_id!r}: expected group:user_id")
         return cls(app_id, check_name(group, "feed group"), check_name(user_id, "user id"))
 
-    @staticmethod
-    def app_and_together(key: str) -> tuple[str, str]:
-        """``(app_id, together)`` of a store key, without building a FeedRef (the push hot path)."""
-        app_id, _, feed_id = key.partition("/")
-        return app_id, feed_id.replace(":", "", 1)
-
     @classmethod
     def from_key(cls, key: str) -> FeedRef:
         app_id, _, feed_id = key.partition("/")

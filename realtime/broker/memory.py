@@ -54,6 +54,8 @@ class MemoryBroker:
 
     def may_route_many(self, key_lists: Sequence[Sequence[str]]) -> list[bool]:
         others = [n for n in self.hub.nodes.values() if n is not self and n._deliver is not None]
+        if not others:
+            return [False] * len(key_lists)
         return [any(k in n.keys for n in others for k in keys) for keys in key_lists]
 
     def is_live(self, node_id: str) -> bool:

@@ -58,3 +58,7 @@ class SubscriptionIndex:
 
     def has_any(self, keys: Iterable[str]) -> bool:
         return any(k in self.holders for k in keys)
+
+    def holds_each(self, keys: Iterable[str]) -> list[bool]:
+        holders = self.holders
+        return [k in holders for k in keys]

@@ -68,3 +68,33 @@ async def test_a_subscriber_on_another_node_makes_a_feed_watched() -> None:
     assert notifier.watched(keys) == ["9/timeline:3"]
     await watch(a, "timeline2")
     assert notifier.watched(keys) == keys
+
+
+async def test_the_single_segment_shortcut_agrees_with_each_channels_routing_keys() -> None:
+    """may_deliver_many skips building routing keys for single-segment channels while no `/*` or
+    `/**` key (plain or privileged) may be held; it must answer as the per-channel keys would."""
+    hub = MemoryHub()
+    a, b = make_node(hub, "a", apps=[APP]), make_node(hub, "b", apps=[APP])
+    for n in (a, b):
+        await n.broker.start(n.engine.deliver_remote)
+    channels = ["/site-9-feed-timeline2", "/site-9-feed-timeline3", "/chat", "/rooms/1", "/rooms/2"]
+
+    def each() -> list[bool]:
+        return [a.engine._may_reach([a.engine.routing_keys(c)])[0] for c in channels]
+
+    def check(expected: list[bool]) -> None:
+        assert a.engine.may_deliver_many(channels) == expected == each()
+
+    check([False] * 5)
+    session = b.engine.create_session()
+    assert session is not None
+    b.engine.subscribe(session, "/site-9-feed-timeline3")
+    check([False, True, False, False, False])
+    here = a.engine.create_session()
+    assert here is not None
+    a.engine.subscribe(here, "/rooms/*")
+    check([False, True, False, True, True])
+    a.engine.subscribe(here, "/*")  # a plain wildcard: not for protected (feed) channels
+    check([False, True, True, True, True])
+    b.engine.subscribe(session, "/**", ["!/**"])  # privileged, on another node: everything
+    check([True] * 5)
