@@ -6,7 +6,7 @@ feeds with pending entries in key order and writes them in chunks of about ``MER
 rows, each its own group commit, so reads run between chunks; the last chunk also deletes the log
 records the cycle covered.  A chunk's entries leave the pending tier only once it is committed.
 Cycles started by the timer are paced (after each chunk they wait twice as long as it took, unless
-a backlog builds up); explicit merges and the one at close are not.
+pending entries pass half of ``max_pending``); explicit merges and the one at close are not.
 
 Memory is bounded: with ``max_pending`` entries pending, posts write their pushes directly, as
 they did before this tier existed, until a merge has caught up.
@@ -53,6 +53,10 @@ class WriteBehind:
         self._write = write
         self._trims = trims
         self._merge_rows, self._merge_after_s, self._max_pending = merge_rows, merge_after_s, max_pending
+        # Pacing stops only when pending entries near the bound past which posts write directly;
+        # a cycle that starts because merge_rows are pending is paced too (unpaced, its chunks
+        # ran back to back for a second and the writes queued behind them).
+        self._backlog = max(merge_rows, max_pending // 2)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -103,8 +107,9 @@ class WriteBehind:
 
     async def merge(self, *, paced: bool = False) -> int:
         """One cycle over everything pending now; returns the entries written.  ``paced``: after
-        each chunk, wait ``MERGE_PACE`` times as long as it took, unless a backlog has built up,
-        so a cycle's work is spread out instead of taking the loop in one burst."""
+        each chunk, wait ``MERGE_PACE`` times as long as it took, unless a backlog has built up
+        (half of ``max_pending``), so a cycle's work is spread out instead of taking the loop in
+        one burst."""
         async with self._lock:
             p = self.pending
             seqs, feeds = p.seqs(), p.feeds()
@@ -126,7 +131,7 @@ class WriteBehind:
                 floor = p.floor_without(seqs) if last else None
                 started = time.perf_counter()
                 await self._write(_chunk_op(pairs, due, seqs if last else None, floor), max(1, len(pairs)))
-                if paced and not last and not self._stopping and p.count < self._merge_rows:
+                if paced and not last and not self._stopping and p.count < self._backlog:
                     await asyncio.sleep((time.perf_counter() - started) * MERGE_PACE)
                 for feed, entries, _ in chunk:
                     p.discard(feed, [e.id for e in entries])
