@@ -61,6 +61,7 @@ class WriteBehind:
         # a cycle that starts because merge_rows are pending is paced too (unpaced, its chunks
         # ran back to back for a second and the writes queued behind them).
         self._backlog = max(merge_rows, max_pending // 2)
+        self._waiting = 0  # explicit (unpaced) merges waiting for or running a cycle
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,8 +113,15 @@ class WriteBehind:
     async def merge(self, *, paced: bool = False) -> int:
         """One cycle over everything pending now; returns the entries written.  ``paced``: after
         each chunk, wait ``MERGE_PACE`` times as long as it took, unless a backlog has built up
-        (half of ``max_pending``), so a cycle's work is spread out instead of taking the loop in
-        one burst."""
+        (half of ``max_pending``) or an unpaced merge is waiting for this one, so a cycle's work
+        is spread out instead of taking the loop in one burst."""
+        self._waiting += not paced
+        try:
+            return await self._merge(paced)
+        finally:
+            self._waiting -= not paced
+
+    async def _merge(self, paced: bool) -> int:
         async with self._lock:
             p = self.pending
             seqs, feeds = p.seqs(), p.feeds()
@@ -135,7 +143,7 @@ class WriteBehind:
                 floor = p.floor_without(seqs) if last else None
                 started = time.perf_counter()
                 await self._write(_chunk_op(pairs, due, seqs if last else None, floor), max(1, len(pairs)))
-                if paced and not last and not self._stopping and p.count < self._backlog:
+                if paced and not last and not self._hurried():
                     await asyncio.sleep((time.perf_counter() - started) * MERGE_PACE)
                 for feed, entries, _ in chunk:
                     p.discard(feed, [e.id for e in entries])
@@ -145,6 +153,9 @@ class WriteBehind:
             p.forget_seqs(seqs)
             self.cycles += 1
             return written
+
+    def _hurried(self) -> bool:
+        return self._stopping or self._waiting > 0 or self.pending.count >= self._backlog
 
 
 def _chunk_op(

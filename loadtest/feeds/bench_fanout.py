@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import tempfile
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 from dataset import merge_pending
@@ -80,6 +82,11 @@ async def crowd(svc: FeedService, authors: int, per_author: int, concurrency: in
     return {"entries": entries, "seconds": elapsed, "entries_per_s": entries / elapsed}
 
 
+def _timeline_rows(path: str) -> int:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM entries WHERE feed LIKE '1/timeline:%'").fetchone()[0])
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +113,10 @@ async def main() -> None:
                     results[shape] = await star(svc, args.followers, args.posts)
                 else:
                     results[shape] = await crowd(svc, args.authors, args.per_author, args.concurrency)
+                if isinstance(store, SqliteStore):  # the figure counts only entries really written
+                    results[shape]["written"] = _timeline_rows(str(Path(tmp) / "f.db"))
+                    if results[shape]["written"] != results[shape]["entries"]:
+                        raise SystemExit(f"{shape}: {results[shape]} - entries missing from the timelines")
             finally:
                 await svc.drain()
                 if isinstance(store, RedisStore):

@@ -217,3 +217,39 @@ async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
                 assert pauses == []
     finally:
         await store.close()
+
+
+async def test_an_explicit_merge_hurries_a_paced_cycle_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge asked for (merge_pending, close) must not wait out the pauses of a timer cycle."""
+    from feeds.store import sqlite_merge
+
+    pauses: list[float] = []
+    release = asyncio.Event()
+    real_sleep = asyncio.sleep
+
+    async def held_sleep(delay: float) -> None:
+        pauses.append(delay)
+        await release.wait()
+        await real_sleep(0)
+
+    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
+    await store.start()
+    try:
+        await _setup(store)
+        for i in range(1, 16):  # 600 entries: three chunks, two pauses when paced
+            await store.add_and_push(post(i))
+        monkeypatch.setattr(sqlite_merge.asyncio, "sleep", held_sleep)
+        cycle = asyncio.create_task(store._behind.merge(paced=True))
+        while not pauses:
+            await real_sleep(0.001)
+        explicit = asyncio.create_task(store.merge_pending())
+        await real_sleep(0.01)
+        release.set()
+        assert await cycle == 600
+        assert len(pauses) == 1  # no pause after the explicit merge arrived
+        assert await explicit == 0 and store.pending_entries == 0
+    finally:
+        monkeypatch.undo()
+        await store.close()
