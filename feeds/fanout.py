@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 
 from feeds.config import FanoutConfig
 from feeds.ids import LOW_BITS
@@ -134,8 +133,10 @@ class Fanout:
 
 def _travelling(target_key: str, entries: list[Entry]) -> list[Entry]:
     """Only what was posted to the followed feed itself travels (fan-out is not transitive)."""
-    origin = FeedRef.from_key(target_key).feed_id
-    return [replace(e, origin=origin, group_key="") for e in entries if e.origin is None]
+    origin = target_key.partition("/")[2]  # the key's feed id, group:user_id
+    return [
+        Entry(e.id, origin, e.foreign_id, "", e.tags, e.seen, e.read) for e in entries if e.origin is None
+    ]
 
 
 def _raise_lower(bounds: Bounds, lowest: int) -> Bounds:

@@ -374,13 +374,13 @@ class SqliteStore(SqliteFollows):
     ) -> list[list[Entry]]:
         out: dict[str, list[Entry]] = {feed: [] for feed in feeds}
         unique = list(out)
+        # Every feed's part is the same query with its own key (the first argument): built once.
+        sql, args = range_query(f"feed, {ENTRY_COLS}", "", bounds, tag)
+        part, rest = f"SELECT * FROM ({sql} LIMIT ?)", [*args[1:], limit]
         for start in range(0, len(unique), 50):  # one statement per 50 feeds: bounded SQL size
-            parts, args = [], []
-            for feed in unique[start : start + 50]:
-                sql, part_args = range_query(f"feed, {ENTRY_COLS}", feed, bounds, tag)
-                parts.append(f"SELECT * FROM ({sql} LIMIT ?)")
-                args += [*part_args, limit]
-            for row in self._read(" UNION ALL ".join(parts), args):
+            batch = unique[start : start + 50]
+            params = [x for feed in batch for x in (feed, *rest)]
+            for row in self._read(" UNION ALL ".join([part] * len(batch)), params):
                 out[row[0]].append(entry_of(row[1:]))
         for feed in unique:
             if self._pending.has(feed):
