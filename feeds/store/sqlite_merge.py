@@ -27,7 +27,12 @@ from feeds.store.sqlite_pending import PendingEntries, Push, forget_log
 from feeds.store.sqlite_sql import insert_rows, trim_feeds
 from feeds.store.trim import TrimSchedule
 
-MERGE_CHUNK_ROWS = 256  # ~3 ms of sorted inserts: how long a chunk holds the loop
+# A chunk is one group commit on the loop, so its length is how long reads wait behind it.  Its
+# rows adapt to aim at MERGE_CHUNK_S: 256 rows took ~3 ms on the 10k dataset, but 3-17 ms on the
+# full one (100k timelines: each row lands on a page SQLite must first fetch).
+MERGE_CHUNK_ROWS = 256
+MERGE_CHUNK_MIN_ROWS = 16
+MERGE_CHUNK_S = 0.002
 # A cycle's chunks otherwise run back to back: with the WAL checkpoint that follows, a cycle took
 # most of the core for a few hundred ms every 5 s, and requests queued behind it.
 MERGE_PACE = 2.0
@@ -62,6 +67,7 @@ class WriteBehind:
         # ran back to back for a second and the writes queued behind them).
         self._backlog = max(merge_rows, max_pending // 2)
         self._waiting = 0  # explicit (unpaced) merges waiting for or running a cycle
+        self._chunk_rows = MERGE_CHUNK_ROWS
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +137,7 @@ class WriteBehind:
             while True:
                 chunk: list[tuple[str, list[Entry], int]] = []
                 rows = 0
-                while i < len(feeds) and rows < MERGE_CHUNK_ROWS:
+                while i < len(feeds) and rows < self._chunk_rows:
                     entries, cap = p.take(feeds[i])
                     if entries:
                         chunk.append((feeds[i], sorted(entries, key=lambda e: e.id), cap))
@@ -141,10 +147,14 @@ class WriteBehind:
                 pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
                 due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
                 floor = p.floor_without(seqs) if last else None
-                started = time.perf_counter()
-                await self._write(_chunk_op(pairs, due, seqs if last else None, floor), max(1, len(pairs)))
+                began: list[float] = []
+                await self._write(
+                    _chunk_op(pairs, due, seqs if last else None, floor, began), max(1, len(pairs))
+                )
+                took = time.perf_counter() - began[0]  # from the chunk's first statement to here
+                self._fit_chunk(len(pairs), took)
                 if paced and not last and not self._hurried():
-                    await asyncio.sleep((time.perf_counter() - started) * MERGE_PACE)
+                    await asyncio.sleep(took * MERGE_PACE)
                 for feed, entries, _ in chunk:
                     p.discard(feed, [e.id for e in entries])
                 written += len(pairs)
@@ -154,14 +164,26 @@ class WriteBehind:
             self.cycles += 1
             return written
 
+    def _fit_chunk(self, rows: int, took: float) -> None:
+        if rows >= self._chunk_rows // 2 and took > 0:  # a short last chunk says little
+            fitted = int(rows * MERGE_CHUNK_S / took)
+            self._chunk_rows = max(
+                MERGE_CHUNK_MIN_ROWS, min(MERGE_CHUNK_ROWS, (self._chunk_rows + fitted) // 2)
+            )
+
     def _hurried(self) -> bool:
         return self._stopping or self._waiting > 0 or self.pending.count >= self._backlog
 
 
 def _chunk_op(
-    pairs: list[tuple[str, Entry]], due: list[tuple[str, int]], seqs: list[int] | None, floor: int | None
+    pairs: list[tuple[str, Entry]],
+    due: list[tuple[str, int]],
+    seqs: list[int] | None,
+    floor: int | None,
+    began: list[float],
 ) -> Callable[[sqlite3.Connection], None]:
     def op(conn: sqlite3.Connection) -> None:
+        began.append(time.perf_counter())
         insert_rows(conn, pairs)
         trim_feeds(conn, due)
         if seqs is not None:

@@ -203,6 +203,7 @@ async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
     store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
     await store.start()
     monkeypatch.setattr(sqlite_merge.asyncio, "sleep", recording_sleep)
+    monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_S", 10.0)  # chunks stay at 256 rows on a slow host
     try:
         await _setup(store)
         for batch in range(2):
@@ -241,6 +242,7 @@ async def test_an_explicit_merge_hurries_a_paced_cycle_in_progress(
         for i in range(1, 16):  # 600 entries: three chunks, two pauses when paced
             await store.add_and_push(post(i))
         monkeypatch.setattr(sqlite_merge.asyncio, "sleep", held_sleep)
+        monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_S", 10.0)
         cycle = asyncio.create_task(store._behind.merge(paced=True))
         while not pauses:
             await real_sleep(0.001)
@@ -253,3 +255,26 @@ async def test_an_explicit_merge_hurries_a_paced_cycle_in_progress(
     finally:
         monkeypatch.undo()
         await store.close()
+
+
+def test_chunks_shrink_when_slow_and_grow_back_within_bounds() -> None:
+    from feeds.store import sqlite_merge
+    from feeds.store.trim import TrimSchedule
+
+    async def never(op: object, rows: int) -> None:
+        raise AssertionError("no write expected")
+
+    behind = sqlite_merge.WriteBehind(never, TrimSchedule())
+    assert behind._chunk_rows == sqlite_merge.MERGE_CHUNK_ROWS
+    per_row = sqlite_merge.MERGE_CHUNK_S / 100  # 100 rows would meet the target
+    for _ in range(20):
+        behind._fit_chunk(behind._chunk_rows, behind._chunk_rows * per_row)
+    assert 90 <= behind._chunk_rows <= 110
+    for _ in range(20):  # so slow that fewer rows than the floor would meet it
+        behind._fit_chunk(behind._chunk_rows, behind._chunk_rows * sqlite_merge.MERGE_CHUNK_S / 4)
+    assert behind._chunk_rows == sqlite_merge.MERGE_CHUNK_MIN_ROWS
+    behind._fit_chunk(3, 1.0)  # a short last chunk is not evidence
+    assert behind._chunk_rows == sqlite_merge.MERGE_CHUNK_MIN_ROWS
+    for _ in range(20):
+        behind._fit_chunk(behind._chunk_rows, sqlite_merge.MERGE_CHUNK_S / 100)
+    assert behind._chunk_rows == sqlite_merge.MERGE_CHUNK_ROWS
