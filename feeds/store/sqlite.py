@@ -46,6 +46,7 @@ from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob
 from feeds.store.body_cache import BodyCache
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_follows import SqliteFollows
+from feeds.store.sqlite_heads import Heads
 from feeds.store.sqlite_merge import MAX_PENDING, MERGE_AFTER_S, MERGE_ROWS, WriteBehind
 from feeds.store.sqlite_pending import (
     PENDING_SCHEMA,
@@ -93,6 +94,7 @@ class SqliteStore(SqliteFollows):
             checkpoint_every_s=checkpoint_every_s,
         )
         self._reader: sqlite3.Connection | None = None
+        self._heads: Heads | None = None
         self._trims = TrimSchedule()
         self._bodies = BodyCache()  # this store is the only writer of its file's activities
         self._behind = WriteBehind(
@@ -121,6 +123,10 @@ class SqliteStore(SqliteFollows):
         replay_log(setup)  # pushes a killed process left pending (see "Pending pushes")
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
+        self._heads = None
+        if self._sync == "NORMAL":  # the loop writer: reads and writes share this connection
+            self._heads = Heads()
+            self._heads.install(self._reader)
         self._behind.start()
 
     @property
@@ -373,7 +379,10 @@ class SqliteStore(SqliteFollows):
         self, feeds: Sequence[str], *, limit: int, bounds: Bounds | None = None, tag: str | None = None
     ) -> list[list[Entry]]:
         out: dict[str, list[Entry]] = {feed: [] for feed in feeds}
+        heads, lowest = self._heads, None if bounds is None else bounds.lower()
         unique = list(out)
+        if heads is not None and lowest is not None:  # skip feeds with nothing at or above the floor
+            unique = [feed for feed in unique if heads.may_hold(feed, lowest)]
         # Every feed's part is the same query with its own key (the first argument): built once.
         sql, args = range_query(f"feed, {ENTRY_COLS}", "", bounds, tag)
         part, rest = f"SELECT * FROM ({sql} LIMIT ?)", [*args[1:], limit]
@@ -382,6 +391,9 @@ class SqliteStore(SqliteFollows):
             params = [x for feed in batch for x in (feed, *rest)]
             for row in self._read(" UNION ALL ".join([part] * len(batch)), params):
                 out[row[0]].append(entry_of(row[1:]))
+        if heads is not None and tag is None and limit > 0 and (bounds is None or bounds.upper() is None):
+            for feed in unique:
+                heads.learned(feed, out[feed][0].id if out[feed] else None, lowest)
         for feed in unique:
             if self._pending.has(feed):
                 pending = self._pending.newest_first(feed, bounds, tag)

@@ -1,0 +1,131 @@
+"""The embedded store's newest-id bounds (feeds.store.sqlite_heads): a pulled-feed read skips a feed
+with nothing above its floor, and every way an entry reaches the table raises the bound first, so a
+skipped feed never hides an entry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from feeds.store.base import Bounds, Entry, Follow, Post, PushJob
+from feeds.store.sqlite import SqliteStore
+
+FEED = "u:1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    impl = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
+    await impl.start()
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+def _pulled_statements(store: SqliteStore) -> list[str]:
+    seen: list[str] = []
+    assert store._reader is not None
+    store._reader.set_trace_callback(
+        lambda sql: seen.append(sql) if sql.startswith("SELECT * FROM (SELECT feed") else None
+    )
+    return seen
+
+
+async def _newest_above(store: SqliteStore, floor: int) -> list[int]:
+    (got,) = await store.read_many([FEED], limit=5, bounds=Bounds(gt=floor))
+    return [e.id for e in got]
+
+
+async def test_a_feed_with_nothing_above_the_floor_is_skipped(store: SqliteStore) -> None:
+    await store.add_entries([FEED], [Entry(100)], cap=50)
+    statements = _pulled_statements(store)
+    assert await _newest_above(store, 10) == [100]  # learns: nothing above 100
+    assert len(statements) == 1
+    assert await _newest_above(store, 100) == []
+    assert await _newest_above(store, 500) == []
+    assert len(statements) == 1  # both answered without SQL
+    (paged,) = await store.read_many([FEED], limit=5, bounds=Bounds(lt=1000, gt=10))
+    assert [e.id for e in paged] == [100]  # an upper bound: read, nothing learned from it
+
+
+async def _via_add_entries(store: SqliteStore, ident: int) -> None:
+    await store.add_entries([FEED], [Entry(ident)], cap=50)
+
+
+async def _via_own_post(store: SqliteStore, ident: int) -> None:
+    await store.add_and_push(Post("a", FEED, Entry(ident), 50, 0, 1000, 1000, ()))
+
+
+async def _via_merged_push(store: SqliteStore, ident: int) -> None:
+    if not await store.following(FEED):
+        await store.follow([Follow(FEED, "w:1", 1)])
+        await store.set_last_read(FEED, 100)
+    groups = (("u:", Entry(ident, origin="w:1"), 50),)
+    await store.add_and_push(Post("a", "w:1", Entry(ident), 50, 0, 1000, 1000, groups))
+    await store.merge_pending()  # into the table: the pending tier no longer shows it
+
+
+async def _via_mark(store: SqliteStore, ident: int) -> None:
+    await _via_merged_push(store, ident - 1)  # something of FEED's pending...
+    groups = (("u:", Entry(ident, origin="w:1"), 50),)
+    await store.add_and_push(Post("a", "w:1", Entry(ident), 50, 0, 1000, 1000, groups))
+    await store.mark(FEED, None, seen=True, read=False)  # ...materialized by the mark
+
+
+async def _via_journal(store: SqliteStore, ident: int) -> None:
+    await store.add_entries_and_jobs([FEED], [Entry(ident)], 50, [], 0)
+
+
+async def _via_finished_job(store: SqliteStore, ident: int) -> None:
+    (job_id,) = await store.add_entries_and_jobs(
+        ["w:2"], [Entry(ident)], 50, [PushJob("a", Entry(ident, origin="w:2"), 50, (FEED,))], 0
+    )
+    (claimed,) = await store.claim_push_jobs(10, 20, 5)
+    await store.finish_push_job(claimed.id, claimed.job)
+    assert claimed.id == job_id
+
+
+@pytest.mark.parametrize(
+    "insert",
+    [_via_add_entries, _via_own_post, _via_merged_push, _via_mark, _via_journal, _via_finished_job],
+)
+async def test_every_insert_raises_the_bound_before_a_read_can_skip(
+    store: SqliteStore, insert: Callable[[SqliteStore, int], Awaitable[None]]
+) -> None:
+    await store.add_entries([FEED], [Entry(100)], cap=50)
+    assert await _newest_above(store, 10) == [100]
+    await insert(store, 200)
+    assert store.pending_entries == 0
+    assert 200 in await _newest_above(store, 100)
+
+
+async def test_a_store_writing_on_a_thread_keeps_no_bounds(tmp_path: Path) -> None:
+    full = SqliteStore(str(tmp_path / "full.db"), durability="full")
+    await full.start()
+    try:
+        await full.add_entries([FEED], [Entry(100)], cap=50)
+        statements = _pulled_statements(full)
+        (got,) = await full.read_many([FEED], limit=5, bounds=Bounds(gt=10))
+        (none,) = await full.read_many([FEED], limit=5, bounds=Bounds(gt=100))
+        assert [e.id for e in got] == [100] and none == [] and len(statements) == 2
+    finally:
+        await full.close()
+
+
+async def test_bounds_are_forgotten_together_when_the_memo_is_full(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.store import sqlite_heads
+
+    monkeypatch.setattr(sqlite_heads, "MAX_FEEDS", 2)
+    feeds = ["u:1", "u:2", "u:3"]
+    for feed in feeds:
+        await store.add_entries([feed], [Entry(100)], cap=50)
+        await store.read_many([feed], limit=5, bounds=Bounds(gt=10))  # the third clears the first two
+    for feed in feeds:
+        await store.add_entries([feed], [Entry(200)], cap=50)
+        (got,) = await store.read_many([feed], limit=5, bounds=Bounds(gt=100))
+        assert [e.id for e in got] == [200], feed
