@@ -8,9 +8,11 @@ import asyncio
 import sqlite3
 import sys
 import textwrap
-from contextlib import closing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,16 @@ from feeds.store.base import Entry, Follow, Post
 from feeds.store.sqlite import SqliteStore
 
 FOLLOWERS = [f"t:{i}" for i in range(1, 41)]
+
+
+@asynccontextmanager
+async def running(path: str, **options: Any) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(path, **options)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def post(ident: int) -> Post:
@@ -67,9 +79,7 @@ async def test_pending_pushes_and_their_changes_survive_a_killed_process(tmp_pat
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
     assert await asyncio.wait_for(proc.wait(), 30) == 9
     assert _log_rows(path)[0] == 3
-    store = SqliteStore(path)
-    await store.start()
-    try:
+    async with running(path) as store:
         assert store.pending_entries == 0 and _log_rows(path) == (0, 0)  # replayed at start
         ids = {f: [e.id for e in await store.read_entries(f, limit=10)] for f in FOLLOWERS}
         assert ids["t:1"] == [3, 1]  # the removal was not undone by the replay
@@ -80,15 +90,11 @@ async def test_pending_pushes_and_their_changes_survive_a_killed_process(tmp_pat
         updated = (await store.get_entries("t:3", [3]))[0]
         assert (updated.group_key, updated.tags) == ("g2", ("x",))
         assert [e.id for e in await store.read_entries("u:1", limit=10)] == [3, 2, 1]
-    finally:
-        await store.close()
 
 
 async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
-    store = SqliteStore(path, merge_after_s=3600)
-    await store.start()
-    try:
+    async with running(path, merge_after_s=3600) as store:
         await _setup(store)
         for i in range(1, 16):
             await store.add_and_push(post(i))
@@ -105,15 +111,11 @@ async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: P
                 "SELECT max(n) FROM (SELECT count(*) n FROM entries GROUP BY feed)"
             ).fetchone()
         assert most <= 10 + 32
-    finally:
-        await store.close()
 
 
 async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
-    store = SqliteStore(path, merge_rows=100, merge_after_s=0.2)
-    await store.start()
-    try:
+    async with running(path, merge_rows=100, merge_after_s=0.2) as store:
         await _setup(store)
         for i in range(1, 4):  # 120 entries: over merge_rows, so a cycle starts at once
             await store.add_and_push(post(i))
@@ -127,37 +129,25 @@ async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path
         assert store.pending_entries == 0
         await store.add_and_push(post(5))
         assert store.pending_entries == 40
-    finally:
-        await store.close()
     assert _log_rows(path) == (0, 0)
-    again = SqliteStore(path)
-    await again.start()
-    try:
+    async with running(path) as again:
         assert [e.id for e in await again.read_entries("t:9", limit=10)] == [5, 4, 3, 2, 1]
-    finally:
-        await again.close()
 
 
 async def test_pending_entries_are_bounded(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
-    store = SqliteStore(path, merge_after_s=3600, max_pending=50)
-    await store.start()
-    try:
+    async with running(path, merge_after_s=3600, max_pending=50) as store:
         await _setup(store)
         await store.add_and_push(post(1))  # 40 pending: logged
         await store.add_and_push(post(2))  # 40 more would pass 50: written directly
         assert store.pending_entries == 40
         assert _log_rows(path)[0] == 1
         assert [e.id for e in await store.read_entries("t:40", limit=10)] == [2, 1]
-    finally:
-        await store.close()
 
 
 async def test_a_push_past_max_push_is_logged_while_there_is_room(tmp_path: Path) -> None:
     """max_push bounds pushes written in the post's commit; a logged push costs one record."""
-    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600, max_pending=50)
-    await store.start()
-    try:
+    async with running(str(tmp_path / "f.db"), merge_after_s=3600, max_pending=50) as store:
         await _setup(store)
         small = lambda i: replace(post(i), max_push=5)  # noqa: E731
         first = await store.add_and_push(small(1))
@@ -167,15 +157,11 @@ async def test_a_push_past_max_push_is_logged_while_there_is_room(tmp_path: Path
         assert not second.done and sorted(second.keys) == sorted(FOLLOWERS)
         assert [e.id for e in await store.read_entries("t:1", limit=10)] == [1]
         assert [e.id for e in await store.read_entries("u:1", limit=10)] == [1]
-    finally:
-        await store.close()
 
 
 async def test_under_steady_posts_a_cycle_runs_once_per_merge_interval(tmp_path: Path) -> None:
     """Each cycle waits until the oldest record *left* is merge_after_s old, so batches stay large."""
-    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=0.3)
-    await store.start()
-    try:
+    async with running(str(tmp_path / "f.db"), merge_after_s=0.3) as store:
         await _setup(store)
         loop = asyncio.get_running_loop()
         deadline, i = loop.time() + 1.2, 0
@@ -184,8 +170,6 @@ async def test_under_steady_posts_a_cycle_runs_once_per_merge_interval(tmp_path:
             await store.add_and_push(post(i))
             await asyncio.sleep(0.01)
         assert 2 <= store._behind.cycles <= 4, store._behind.cycles
-    finally:
-        await store.close()
 
 
 async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
@@ -200,11 +184,9 @@ async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
         pauses.append(delay)
         await real_sleep(0)
 
-    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
-    await store.start()
-    monkeypatch.setattr(sqlite_merge.asyncio, "sleep", recording_sleep)
-    monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_S", 10.0)  # chunks stay at 256 rows on a slow host
-    try:
+    async with running(str(tmp_path / "f.db"), merge_after_s=3600) as store:
+        monkeypatch.setattr(sqlite_merge.asyncio, "sleep", recording_sleep)
+        monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_S", 10.0)  # chunks stay at 256 rows on a slow host
         await _setup(store)
         for batch in range(2):
             for i in range(1, 16):  # 600 entries over 40 feeds: three chunks of ~256 rows
@@ -216,8 +198,6 @@ async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
             else:
                 assert await store.merge_pending() == 600
                 assert pauses == []
-    finally:
-        await store.close()
 
 
 async def test_an_explicit_merge_hurries_a_paced_cycle_in_progress(
@@ -235,26 +215,24 @@ async def test_an_explicit_merge_hurries_a_paced_cycle_in_progress(
         await release.wait()
         await real_sleep(0)
 
-    store = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
-    await store.start()
-    try:
+    async with running(str(tmp_path / "f.db"), merge_after_s=3600) as store:
         await _setup(store)
         for i in range(1, 16):  # 600 entries: three chunks, two pauses when paced
             await store.add_and_push(post(i))
         monkeypatch.setattr(sqlite_merge.asyncio, "sleep", held_sleep)
         monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_S", 10.0)
-        cycle = asyncio.create_task(store._behind.merge(paced=True))
-        while not pauses:
-            await real_sleep(0.001)
-        explicit = asyncio.create_task(store.merge_pending())
-        await real_sleep(0.01)
-        release.set()
-        assert await cycle == 600
-        assert len(pauses) == 1  # no pause after the explicit merge arrived
-        assert await explicit == 0 and store.pending_entries == 0
-    finally:
-        monkeypatch.undo()
-        await store.close()
+        try:
+            cycle = asyncio.create_task(store._behind.merge(paced=True))
+            while not pauses:
+                await real_sleep(0.001)
+            explicit = asyncio.create_task(store.merge_pending())
+            await real_sleep(0.01)
+            release.set()
+            assert await cycle == 600
+            assert len(pauses) == 1  # no pause after the explicit merge arrived
+            assert await explicit == 0 and store.pending_entries == 0
+        finally:
+            monkeypatch.undo()
 
 
 def test_chunks_shrink_when_slow_and_grow_back_within_bounds() -> None:
