@@ -133,7 +133,7 @@ class Fanout:
 
 def _travelling(target_key: str, entries: list[Entry]) -> list[Entry]:
     """Only what was posted to the followed feed itself travels (fan-out is not transitive)."""
-    origin = target_key.partition("/")[2]  # the key's feed id, group:user_id
+    origin = FeedRef.feed_id_of(target_key)
     return [
         Entry(e.id, origin, e.foreign_id, "", e.tags, e.seen, e.read) for e in entries if e.origin is None
     ]

@@ -45,6 +45,11 @@ class FeedRef:
             raise InputError(f"invalid feed id {feed_id!r}: expected group:user_id")
         return cls(app_id, check_name(group, "feed group"), check_name(user_id, "user id"))
 
+    @staticmethod
+    def feed_id_of(key: str) -> str:
+        """``group:user_id`` of a store key, without building a FeedRef (the pulled-read hot path)."""
+        return key.partition("/")[2]
+
     @classmethod
     def from_key(cls, key: str) -> FeedRef:
         app_id, _, feed_id = key.partition("/")

@@ -123,10 +123,8 @@ class SqliteStore(SqliteFollows):
         replay_log(setup)  # pushes a killed process left pending (see "Pending pushes")
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
-        self._heads = None
-        if self._sync == "NORMAL":  # the loop writer: reads and writes share this connection
-            self._heads = Heads()
-            self._heads.install(self._reader)
+        # Bounds need reads and writes to share one connection: only the loop writer gives that.
+        self._heads = Heads(self._reader) if self._sync == "NORMAL" else None
         self._behind.start()
 
     @property

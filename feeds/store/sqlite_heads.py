@@ -34,16 +34,14 @@ BEGIN SELECT feeds_entry_added(NEW.feed, NEW.id); END;
 
 
 class Heads:
-    def __init__(self) -> None:
-        self._newest: dict[str, int] = {}
-        self._writer: sqlite3.Connection | None = None
+    """``writer``: the loop writer's connection, which is also the one reads use (no write is in
+    progress whenever a read runs, so :meth:`learned` may write its temporary table)."""
 
-    def install(self, writer: sqlite3.Connection) -> None:
-        """``writer``: the loop writer's connection, which is also the one reads use (no write is
-        in progress whenever a read runs, so :meth:`learned` may write its temporary table)."""
+    def __init__(self, writer: sqlite3.Connection) -> None:
+        self._newest: dict[str, int] = {}
+        self._writer = writer
         writer.create_function("feeds_entry_added", 2, self.added)
         writer.executescript(_SCHEMA)
-        self._writer = writer
 
     def added(self, feed: str, ident: int) -> None:
         bound = self._newest.get(feed)
@@ -58,7 +56,6 @@ class Heads:
     def learned(self, feed: str, newest: int | None, lowest: int | None) -> None:
         """A read of ``feed``'s newest entries at or above ``lowest`` (None: all) returned ``newest``
         first, or nothing (None)."""
-        assert self._writer is not None
         if feed not in self._newest:
             if len(self._newest) >= MAX_FEEDS:  # a bounded memo: the next reads learn again
                 self._newest.clear()
