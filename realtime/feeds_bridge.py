@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from feeds.apps import App
 from feeds.config import FanoutConfig, parse_groups
@@ -64,7 +64,8 @@ def build_store(settings: Settings) -> Store:
 
         path = Path(url.removeprefix("sqlite:"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteStore(str(path), durability="full" if settings.feeds_durability == "full" else "normal")
+        durability: Literal["normal", "full"] = "full" if settings.feeds_durability == "full" else "normal"
+        return SqliteStore(str(path), durability=durability, cache_mb=settings.feeds_cache_mb)
     from feeds.store.redis import RedisStore
 
     return RedisStore(url)

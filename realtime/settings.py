@@ -70,6 +70,7 @@ class Settings:
     # [storage]
     feeds_store: str = "sqlite:data/feeds.sqlite3"  # or redis://host:port/db for a cluster
     feeds_durability: str = "normal"  # "full": fsync every commit group
+    feeds_cache_mb: int = 512  # SQLite page cache bound per connection (filled only as pages are read)
     # [broker]
     broker: str = "memory://"
     routing: str = "filter"
@@ -193,6 +194,8 @@ def validate(s: Settings) -> None:
             raise ConfigError("an app must be APP_ID:API_KEY:API_SECRET")
     if not (s.feeds_store.startswith("sqlite:") or s.feeds_store.startswith(("redis://", "rediss://"))):
         raise ConfigError(f"feeds_store must be sqlite:PATH or a redis:// URL: {s.feeds_store!r}")
+    if not 1 <= s.feeds_cache_mb <= 1 << 20:
+        raise ConfigError("feeds_cache_mb must be between 1 and 1048576")
     if s.feeds_durability not in ("normal", "full"):
         raise ConfigError("feeds_durability must be 'normal' or 'full'")
     if s.routing not in ("filter", "broadcast"):

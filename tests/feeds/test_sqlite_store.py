@@ -14,6 +14,8 @@ import pytest
 from feeds.activity import Activity
 from feeds.store.base import Entry
 from feeds.store.sqlite import SqliteStore
+from realtime.feeds_bridge import build_store
+from realtime.settings import load_settings
 
 
 async def test_survives_clean_restart(tmp_path: Path) -> None:
@@ -165,3 +167,16 @@ def test_body_cache_is_bounded_by_bytes() -> None:
     assert cache.split("a", [500]) == ({}, [500])
     cache.forget("a", [199])
     assert cache.split("a", [199]) == ({}, [199])
+
+
+async def test_page_cache_bound_comes_from_the_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={"REALTIME_FEEDS_STORE": f"sqlite:{tmp_path / 'f.db'}", "REALTIME_FEEDS_CACHE_MB": "3"}
+    )
+    store = build_store(settings)
+    assert isinstance(store, SqliteStore)
+    await store.start()
+    try:
+        assert store._read("PRAGMA cache_size") == [(-3 * 1024,)]  # negative: KiB, not pages
+    finally:
+        await store.close()

@@ -35,6 +35,7 @@ def test_env_then_overrides_win(tmp_path: Path) -> None:
         ({"REALTIME_MOUNT": "bayeux"}, "mount"),
         ({"REALTIME_TIMEOUT_S": "0"}, "timeout_s"),
         ({"REALTIME_MAX_QUEUE_MESSAGES": "0"}, "max_queue_messages"),
+        ({"REALTIME_FEEDS_CACHE_MB": "0"}, "feeds_cache_mb"),
     ],
 )
 def test_bad_settings_fail_loudly(env: dict[str, str], message: str) -> None:
