@@ -42,7 +42,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob
+from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, ReadPlan
 from feeds.store.body_cache import BodyCache
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_follows import SqliteFollows
@@ -112,7 +112,8 @@ class SqliteStore(SqliteFollows):
             max_pending=max_pending,
         )
         self._pending = self._behind.pending
-        self._big: dict[int, tuple[frozenset[str], float]] = {}
+        self._big: dict[int, tuple[dict[str, str], float]] = {}
+        self._plans: dict[str, ReadPlan] = {}
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)

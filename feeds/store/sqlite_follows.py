@@ -6,18 +6,28 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from feeds.store.base import Follow, ReadPlan
 from feeds.store.sqlite_sql import READ_PLAN, marks
 
 BIG_FEEDS_TTL_S = 5.0
+# Read plans kept in memory.  Each holds its pulled keys as the big-feed set's own strings, so a plan
+# costs its tuple (~250 bytes with 25 pulled feeds), not copies of the keys.
+PLANS = 100_000
 T = TypeVar("T")
 
 
 class SqliteFollows:
-    _big: dict[int, tuple[frozenset[str], float]]
+    """Follows, follower counts and last-read times, with the read plans built from them memoized.
+
+    This store makes every change to those tables, so it knows when a plan goes stale: its own
+    follows, unfollows and last-read time drop it (after the write, so a plan read meanwhile is
+    dropped too), and a change of the big-feed set drops every plan."""
+
+    _big: dict[int, tuple[dict[str, str], float]]
+    _plans: dict[str, ReadPlan]
 
     if TYPE_CHECKING:
 
@@ -44,7 +54,7 @@ class SqliteFollows:
             return created
 
         created = await self._write(op)
-        self._big.clear()  # this store owns every count change: no read sees a stale big-feed set
+        self._counts_changed([f.source for f in follows])
         return created
 
     async def unfollow(self, source: str, target: str) -> bool:
@@ -55,7 +65,7 @@ class SqliteFollows:
             return cur.rowcount == 1
 
         removed = await self._write(op)
-        self._big.clear()
+        self._counts_changed([source])
         return removed
 
     async def followers(self, target: str, *, offset: int = 0, limit: int | None = None) -> list[Follow]:
@@ -81,22 +91,46 @@ class SqliteFollows:
     async def read_plan(self, feed: str, pull_threshold: int) -> ReadPlan:
         # The followed targets come back as one string and are matched against the (few) feeds
         # above the threshold in Python: joining every target to its count in SQL cost 150-200 us
-        # a read on the 100k-user dataset, this ~25 us.  The set of big feeds is cached: follows
-        # and unfollows through this store drop it; BIG_FEEDS_TTL_S bounds any other staleness.
+        # a read on the 100k-user dataset, this ~25 us; a memoized plan costs a dict lookup.  The
+        # set of big feeds is cached: follows and unfollows through this store expire it, and it is
+        # read again every BIG_FEEDS_TTL_S anyway (cheap: an index range on the count).
+        big = self._big_feeds(pull_threshold)  # first: a changed set drops every plan
+        plan = self._plans.get(feed)
+        if plan is not None:
+            return plan
         ((targets, last),) = self._read(READ_PLAN, (feed,))
         followed = targets.split("\n") if targets else []
-        big = self._big_feeds(pull_threshold)
-        return ReadPlan(len(followed), tuple(t for t in followed if t in big), last)
+        plan = ReadPlan(len(followed), tuple(big[t] for t in followed if t in big), last)
+        if len(self._plans) >= PLANS:
+            self._plans.clear()
+        self._plans[feed] = plan
+        return plan
 
-    def _big_feeds(self, threshold: int) -> frozenset[str]:
+    def _big_feeds(self, threshold: int) -> dict[str, str]:
+        """The feeds with more than ``threshold`` followers, each mapped to itself (one string
+        object per key, shared by every plan that pulls it)."""
         now = time.monotonic()
         cached = self._big.get(threshold)
         if cached is not None and cached[1] > now:
             return cached[0]
         rows = self._read("SELECT feed FROM follower_counts WHERE n > ?", (threshold,))
-        big = frozenset(r[0] for r in rows)
+        big = {r[0]: r[0] for r in rows}
+        if cached is not None and cached[0].keys() == big.keys():
+            big = cached[0]
+        else:
+            self._plans.clear()  # another threshold, or feeds crossed it
         self._big = {threshold: (big, now + BIG_FEEDS_TTL_S)}
         return big
+
+    def _counts_changed(self, sources: Sequence[str]) -> None:
+        """After follows or unfollows: the big-feed set is read again at the next plan (this store
+        owns every count change, so no read sees a stale one) and the sources' plans go."""
+        self._big = {t: (big, 0.0) for t, (big, _) in self._big.items()}
+        self._forget_plans(sources)
+
+    def _forget_plans(self, feeds: Iterable[str]) -> None:
+        for feed in feeds:
+            self._plans.pop(feed, None)
 
     async def follower_counts(self, targets: Sequence[str]) -> dict[str, int]:
         out = dict.fromkeys(targets, 0)
@@ -118,6 +152,7 @@ class SqliteFollows:
             )
 
         await self._write(op)
+        self._forget_plans([feed])
 
     async def last_read(self, feed: str) -> int | None:
         rows = self._read("SELECT last_read_us FROM feed_state WHERE feed=?", (feed,))

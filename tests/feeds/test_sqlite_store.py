@@ -12,7 +12,8 @@ from typing import Literal
 import pytest
 
 from feeds.activity import Activity
-from feeds.store.base import Entry
+from feeds.store import sqlite_follows
+from feeds.store.base import Entry, Follow
 from feeds.store.sqlite import SqliteStore
 from realtime.feeds_bridge import build_store
 from realtime.settings import load_settings
@@ -178,5 +179,27 @@ async def test_page_cache_bound_comes_from_the_settings(tmp_path: Path) -> None:
     await store.start()
     try:
         assert store._read("PRAGMA cache_size") == [(-3 * 1024,)]  # negative: KiB, not pages
+    finally:
+        await store.close()
+
+
+async def test_read_plans_are_memoized_share_their_keys_and_stay_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_follows, "PLANS", 2)
+    store = SqliteStore(str(tmp_path / "f.db"))
+    await store.start()
+    try:
+        await store.follow([Follow("t:1", "u:a", 1), Follow("t:2", "u:a", 2)])
+        assert store._reader is not None
+        planned: list[str] = []
+        store._reader.set_trace_callback(lambda sql: planned.append(sql) if "group_concat" in sql else None)
+        first = await store.read_plan("t:1", 0)
+        assert await store.read_plan("t:1", 0) is first and len(planned) == 1
+        other = await store.read_plan("t:2", 0)
+        assert other.pulled[0] is first.pulled[0]  # one string per pulled key, whatever the plan
+        await store.read_plan("t:3", 0)  # a third plan: the memo is full, so it starts again
+        await store.read_plan("t:1", 0)
+        assert len(planned) == 4 and len(store._plans) <= 2
     finally:
         await store.close()

@@ -294,6 +294,22 @@ async def test_read_plan_counts_followings_and_lists_pulled_ones(store: Store) -
     assert await store.read_plan("t:1", 0) == ReadPlan(1, ("u:small",), 77)
 
 
+async def test_read_plan_follows_every_change(store: Store) -> None:
+    # a read between every two changes: a store that keeps plans must see each change
+    assert await store.read_plan("t:1", 1) == ReadPlan(0, (), None)
+    await store.follow([Follow("t:1", "u:a", 1)])
+    assert await store.read_plan("t:1", 1) == ReadPlan(1, (), None)
+    await store.follow([Follow("t:2", "u:a", 2)])  # another feed's follow lifts u:a over the threshold
+    assert await store.read_plan("t:1", 1) == ReadPlan(1, ("u:a",), None)
+    await store.set_last_read("t:1", 5)
+    assert await store.read_plan("t:1", 1) == ReadPlan(1, ("u:a",), 5)
+    await store.unfollow("t:2", "u:a")  # and its unfollow takes it back below
+    assert await store.read_plan("t:1", 1) == ReadPlan(1, (), 5)
+    await store.unfollow("t:1", "u:a")
+    assert await store.read_plan("t:1", 1) == ReadPlan(0, (), 5)
+    assert await store.read_plan("t:1", 0) == ReadPlan(0, (), 5)
+
+
 async def test_read_many_is_read_entries_of_each_feed(store: Store) -> None:
     await store.add_entries(
         ["m:1"], [Entry(i, tags=("t",) if i % 2 else ()) for i in (1, 2, 3, 4, 5)], cap=100
