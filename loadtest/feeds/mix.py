@@ -9,12 +9,15 @@ is charged for the requests that queue behind the stall (no coordinated omission
     python3 loadtest/feeds/mix.py --port 8120 --users 10000 --rate 1000 --seconds 20
 
 Prints one JSON line: served requests/s, read and write p50/p99 (ms), failures, success rate.
+``--samples FILE`` also writes every request as a CSV row (kind, user, scheduled second, latency ms,
+status), e.g. to line write latency up against the author's follower count.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import random
 import time
@@ -24,7 +27,7 @@ import jwt
 import orjson
 from dataset import APP
 
-Sample = tuple[str, float, int]  # kind, seconds from schedule to response, status
+Sample = tuple[str, float, int, int, float]  # kind, latency s, status, user, scheduled at (s into the run)
 
 
 @dataclass
@@ -37,18 +40,18 @@ class Mix:
         claims = {"resource": "*", "action": "*", "feed_id": "*"}
         self.token = jwt.encode(claims, APP.api_secret, algorithm="HS256")
 
-    def request(self, rng: random.Random) -> tuple[str, bytes]:
+    def request(self, rng: random.Random) -> tuple[str, int, bytes]:
         user = rng.randrange(self.users)
         auth = f"Authorization: {self.token}\r\nstream-auth-type: jwt\r\nHost: 127.0.0.1:{self.port}\r\n"
         if rng.random() < 0.9:
             path = f"/api/v1.0/feed/timeline/{user}/?api_key={APP.api_key}&limit=25"
-            return "read", f"GET {path} HTTP/1.1\r\n{auth}\r\n".encode()
+            return "read", user, f"GET {path} HTTP/1.1\r\n{auth}\r\n".encode()
         body = orjson.dumps(
             {"actor": f"user:{user}", "verb": "post", "object": f"post:{rng.getrandbits(48)}"}
         )
         head = f"POST /api/v1.0/feed/user/{user}/?api_key={APP.api_key} HTTP/1.1\r\n{auth}"
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        return "write", head.encode() + body
+        return "write", user, head.encode() + body
 
 
 async def _response(reader: asyncio.StreamReader) -> int:
@@ -60,30 +63,30 @@ async def _response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(
-    port: int, jobs: asyncio.Queue[tuple[str, float, bytes] | None], out: list[Sample]
-) -> None:
+Job = tuple[str, int, float, float, bytes]  # kind, user, due (perf_counter), due (s into the run), request
+
+
+async def _connection(port: int, jobs: asyncio.Queue[Job | None], out: list[Sample]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while (job := await jobs.get()) is not None:
-            kind, scheduled, raw = job
+            kind, user, scheduled, at, raw = job
             writer.write(raw)
             try:
                 status = await _response(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
-                out.append((kind, time.perf_counter() - scheduled, 0))
+                out.append((kind, time.perf_counter() - scheduled, 0, user, at))
                 return
-            out.append((kind, time.perf_counter() - scheduled, status))
+            out.append((kind, time.perf_counter() - scheduled, status, user, at))
     finally:
         writer.close()
 
 
 async def run(
-    port: int, users: int, rate: float, seconds: float, connections: int, seed: int
+    port: int, users: int, rate: float, seconds: float, connections: int, seed: int, samples: list[Sample]
 ) -> dict[str, object]:
     mix, rng = Mix(port, users), random.Random(seed)
-    jobs: asyncio.Queue[tuple[str, float, bytes] | None] = asyncio.Queue()
-    samples: list[Sample] = []
+    jobs: asyncio.Queue[Job | None] = asyncio.Queue()
     workers = [asyncio.create_task(_connection(port, jobs, samples)) for _ in range(connections)]
     total = int(rate * seconds)
     start = time.perf_counter() + 0.2
@@ -92,18 +95,18 @@ async def run(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        kind, raw = mix.request(rng)
-        jobs.put_nowait((kind, due, raw))
+        kind, user, raw = mix.request(rng)
+        jobs.put_nowait((kind, user, due, i / rate, raw))
     for _ in workers:
         jobs.put_nowait(None)
     await asyncio.wait_for(asyncio.gather(*workers, return_exceptions=True), timeout=seconds + 120)
     elapsed = time.perf_counter() - start
     row: dict[str, object] = {"offered_rps": rate, "served_rps": round(len(samples) / elapsed, 1)}
-    failures = sum(1 for _, _, status in samples if status != 200) + (total - len(samples))
+    failures = sum(1 for s in samples if s[2] != 200) + (total - len(samples))
     row["failures"] = failures
     row["success_rate"] = round(1 - failures / max(total, 1), 5)
     for kind in ("read", "write"):
-        lat = sorted(s for k, s, status in samples if k == kind and status == 200)
+        lat = sorted(s[1] for s in samples if s[0] == kind and s[2] == 200)
         if lat:
             row[f"{kind}_p50_ms"] = round(lat[len(lat) // 2] * 1000, 2)
             row[f"{kind}_p99_ms"] = round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2)
@@ -120,6 +123,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--samples", help="write every request to this CSV file")
     args = parser.parse_args()
     try:
         import uvloop
@@ -127,7 +131,16 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    row = asyncio.run(run(args.port, args.users, args.rate, args.seconds, args.connections, args.seed))
+    samples: list[Sample] = []
+    row = asyncio.run(
+        run(args.port, args.users, args.rate, args.seconds, args.connections, args.seed, samples)
+    )
+    if args.samples:
+        with open(args.samples, "w", newline="") as fh:
+            rows = csv.writer(fh)
+            rows.writerow(["kind", "user", "scheduled_s", "latency_ms", "status"])
+            for kind, lat, status, user, at in samples:
+                rows.writerow([kind, user, f"{at:.4f}", f"{lat * 1000:.3f}", status])
     print(json.dumps(row), flush=True)
 
 
