@@ -168,6 +168,10 @@ def test_body_cache_is_bounded_by_bytes() -> None:
     assert cache.split("a", [500]) == ({}, [500])
     cache.forget("a", [199])
     assert cache.split("a", [199]) == ({}, [199])
+    cache.add("b", {1: b"z" * 50})
+    assert cache.split("b", [1]) == ({1: b"z" * 50}, []) and cache.split("c", [1]) == ({}, [1])
+    cache.add("b", {i: b"z" * 50 for i in range(2, 120)})  # "b" now holds the most: it gives way
+    assert cache._bytes <= 64 * 100 and cache.split("a", [198])[0]
 
 
 async def test_page_cache_bound_comes_from_the_settings(tmp_path: Path) -> None:
