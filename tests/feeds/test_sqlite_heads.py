@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from helpers.sqlite_store import running
 
 from feeds.store.base import Bounds, Entry, Follow, Post, PushJob
 from feeds.store.sqlite import SqliteStore
@@ -17,12 +18,8 @@ FEED = "u:1"
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    impl = SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)
-    await impl.start()
-    try:
+    async with running(SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)) as impl:
         yield impl
-    finally:
-        await impl.close()
 
 
 def _pulled_statements(store: SqliteStore) -> list[str]:
@@ -103,16 +100,12 @@ async def test_every_insert_raises_the_bound_before_a_read_can_skip(
 
 
 async def test_a_store_writing_on_a_thread_keeps_no_bounds(tmp_path: Path) -> None:
-    full = SqliteStore(str(tmp_path / "full.db"), durability="full")
-    await full.start()
-    try:
+    async with running(SqliteStore(str(tmp_path / "full.db"), durability="full")) as full:
         await full.add_entries([FEED], [Entry(100)], cap=50)
         statements = _pulled_statements(full)
         (got,) = await full.read_many([FEED], limit=5, bounds=Bounds(gt=10))
         (none,) = await full.read_many([FEED], limit=5, bounds=Bounds(gt=100))
         assert [e.id for e in got] == [100] and none == [] and len(statements) == 2
-    finally:
-        await full.close()
 
 
 async def test_bounds_are_forgotten_together_when_the_memo_is_full(

@@ -8,28 +8,17 @@ import asyncio
 import sqlite3
 import sys
 import textwrap
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers.sqlite_store import running
 
 from feeds.store.base import Entry, Follow, Post
 from feeds.store.sqlite import SqliteStore
 
 FOLLOWERS = [f"t:{i}" for i in range(1, 41)]
-
-
-@asynccontextmanager
-async def running(path: str, **options: Any) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(path, **options)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def post(ident: int) -> Post:
@@ -55,7 +44,7 @@ async def test_pending_pushes_and_their_changes_survive_a_killed_process(tmp_pat
     script = textwrap.dedent(
         f"""
         import asyncio, os, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]
         from test_sqlite_pending import _setup, post
         from feeds.store.sqlite import SqliteStore
 
@@ -79,7 +68,7 @@ async def test_pending_pushes_and_their_changes_survive_a_killed_process(tmp_pat
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
     assert await asyncio.wait_for(proc.wait(), 30) == 9
     assert _log_rows(path)[0] == 3
-    async with running(path) as store:
+    async with running(SqliteStore(path)) as store:
         assert store.pending_entries == 0 and _log_rows(path) == (0, 0)  # replayed at start
         ids = {f: [e.id for e in await store.read_entries(f, limit=10)] for f in FOLLOWERS}
         assert ids["t:1"] == [3, 1]  # the removal was not undone by the replay
@@ -94,7 +83,7 @@ async def test_pending_pushes_and_their_changes_survive_a_killed_process(tmp_pat
 
 async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
-    async with running(path, merge_after_s=3600) as store:
+    async with running(SqliteStore(path, merge_after_s=3600)) as store:
         await _setup(store)
         for i in range(1, 16):
             await store.add_and_push(post(i))
@@ -115,7 +104,7 @@ async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: P
 
 async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
-    async with running(path, merge_rows=100, merge_after_s=0.2) as store:
+    async with running(SqliteStore(path, merge_rows=100, merge_after_s=0.2)) as store:
         await _setup(store)
         for i in range(1, 4):  # 120 entries: over merge_rows, so a cycle starts at once
             await store.add_and_push(post(i))
@@ -130,13 +119,13 @@ async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path
         await store.add_and_push(post(5))
         assert store.pending_entries == 40
     assert _log_rows(path) == (0, 0)
-    async with running(path) as again:
+    async with running(SqliteStore(path)) as again:
         assert [e.id for e in await again.read_entries("t:9", limit=10)] == [5, 4, 3, 2, 1]
 
 
 async def test_pending_entries_are_bounded(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
-    async with running(path, merge_after_s=3600, max_pending=50) as store:
+    async with running(SqliteStore(path, merge_after_s=3600, max_pending=50)) as store:
         await _setup(store)
         await store.add_and_push(post(1))  # 40 pending: logged
         await store.add_and_push(post(2))  # 40 more would pass 50: written directly
@@ -147,7 +136,7 @@ async def test_pending_entries_are_bounded(tmp_path: Path) -> None:
 
 async def test_a_push_past_max_push_is_logged_while_there_is_room(tmp_path: Path) -> None:
     """max_push bounds pushes written in the post's commit; a logged push costs one record."""
-    async with running(str(tmp_path / "f.db"), merge_after_s=3600, max_pending=50) as store:
+    async with running(SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600, max_pending=50)) as store:
         await _setup(store)
         small = lambda i: replace(post(i), max_push=5)  # noqa: E731
         first = await store.add_and_push(small(1))
@@ -161,7 +150,7 @@ async def test_a_push_past_max_push_is_logged_while_there_is_room(tmp_path: Path
 
 async def test_under_steady_posts_a_cycle_runs_once_per_merge_interval(tmp_path: Path) -> None:
     """Each cycle waits until the oldest record *left* is merge_after_s old, so batches stay large."""
-    async with running(str(tmp_path / "f.db"), merge_after_s=0.3) as store:
+    async with running(SqliteStore(str(tmp_path / "f.db"), merge_after_s=0.3)) as store:
         await _setup(store)
         loop = asyncio.get_running_loop()
         deadline, i = loop.time() + 1.2, 0
@@ -184,7 +173,7 @@ async def test_timer_cycles_are_paced_and_explicit_merges_are_not(
         pauses.append(delay)
         await real_sleep(0)
 
-    async with running(str(tmp_path / "f.db"), merge_after_s=3600) as store:
+    async with running(SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)) as store:
         monkeypatch.setattr(sqlite_merge.asyncio, "sleep", recording_sleep)
         monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_S", 10.0)  # chunks stay at 256 rows on a slow host
         await _setup(store)
@@ -215,7 +204,7 @@ async def test_an_explicit_merge_hurries_a_paced_cycle_in_progress(
         await release.wait()
         await real_sleep(0)
 
-    async with running(str(tmp_path / "f.db"), merge_after_s=3600) as store:
+    async with running(SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)) as store:
         await _setup(store)
         for i in range(1, 16):  # 600 entries: three chunks, two pauses when paced
             await store.add_and_push(post(i))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from helpers.sqlite_store import running
 
 from feeds.activity import Activity
 from feeds.store import sqlite_follows
@@ -178,22 +179,17 @@ async def test_page_cache_bound_comes_from_the_settings(tmp_path: Path) -> None:
     settings = load_settings(
         env={"REALTIME_FEEDS_STORE": f"sqlite:{tmp_path / 'f.db'}", "REALTIME_FEEDS_CACHE_MB": "3"}
     )
-    store = build_store(settings)
-    assert isinstance(store, SqliteStore)
-    await store.start()
-    try:
+    built = build_store(settings)
+    assert isinstance(built, SqliteStore)
+    async with running(built) as store:
         assert store._read("PRAGMA cache_size") == [(-3 * 1024,)]  # negative: KiB, not pages
-    finally:
-        await store.close()
 
 
 async def test_read_plans_are_memoized_share_their_keys_and_stay_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_follows, "PLANS", 2)
-    store = SqliteStore(str(tmp_path / "f.db"))
-    await store.start()
-    try:
+    async with running(SqliteStore(str(tmp_path / "f.db"))) as store:
         await store.follow([Follow("t:1", "u:a", 1), Follow("t:2", "u:a", 2)])
         assert store._reader is not None
         planned: list[str] = []
@@ -205,5 +201,3 @@ async def test_read_plans_are_memoized_share_their_keys_and_stay_bounded(
         await store.read_plan("t:3", 0)  # a third plan: the memo is full, so it starts again
         await store.read_plan("t:1", 0)
         assert len(planned) == 4 and len(store._plans) <= 2
-    finally:
-        await store.close()
