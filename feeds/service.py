@@ -131,12 +131,15 @@ class FeedService:
     async def add_activities(self, app: App, feed: FeedRef, items: Sequence[Any]) -> list[dict[str, Any]]:
         acts = [self._new_activity(item) for item in items]
         targets = [[feed, *(self.parse_feed(app, t) for t in act.to)] for act in acts]
-        stored = await self.store.put_activities(app.app_id, acts)
+        staged = await self.store.stage_activities(app.app_id, acts)
         changes = self._changes()
-        for act, direct in zip(stored, targets, strict=True):
-            await self._fan_out(act, list(dict.fromkeys(direct)), changes)
+        try:
+            for act, direct in zip(staged.activities, targets, strict=True):
+                await self._fan_out(act, list(dict.fromkeys(direct)), changes)
+        finally:  # a post's own write commits no earlier than its activity: this rarely waits
+            await staged.stored
         await self._notify(changes)
-        return [act.to_json(origin=None) for act in stored]
+        return [act.to_json(origin=None) for act in staged.activities]
 
     async def _fan_out(self, act: Activity, direct: list[FeedRef], changes: _Changes) -> None:
         """Write ``act`` into ``direct`` feeds and push it to their active followers.
@@ -159,10 +162,12 @@ class FeedService:
             for i, feed in enumerate(direct)
         ]
         try:
-            # every post runs to its end before a failure is raised: none reserves after the release
-            for outcome in await asyncio.gather(*posts, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            if len(posts) == 1:  # most posts: gather's tasks would cost two more loop iterations
+                await posts[0]
+            else:  # each post runs to its end before a failure is raised: none reserves after the release
+                for outcome in await asyncio.gather(*posts, return_exceptions=True):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
         except BaseException:  # records journalled before the failure are left to a sweep
             self.pushes.release(journal.reserved)
             raise
@@ -259,9 +264,12 @@ class FeedService:
         feeds = [self.parse_feed(app, f) for f in feed_ids]
         act = self._new_activity(activity)
         extra = [self.parse_feed(app, t) for t in act.to]
-        (stored,) = await self.store.put_activities(app.app_id, [act])
+        staged = await self.store.stage_activities(app.app_id, [act])
         changes = self._changes()
-        await self._fan_out(stored, list(dict.fromkeys([*feeds, *extra])), changes)
+        try:
+            await self._fan_out(staged.activities[0], list(dict.fromkeys([*feeds, *extra])), changes)
+        finally:
+            await staged.stored
         await self._notify(changes)
 
     async def remove_activity(self, app: App, feed: FeedRef, ident: str, *, by_foreign_id: bool) -> None:

@@ -12,6 +12,11 @@ Guarantees every implementation gives:
   pair already exists is not stored again and the stored one (with its id) is returned in its place.
   An id already taken by a different activity is bumped by one until free, so ids stay unique and
   keep their millisecond.  Bodies are never deleted by timeline removals (Stream keeps them too).
+  :meth:`stage_activities` is the same, except that it may return before the activities are
+  durable: what it returns is final, and ``Staged.stored`` resolves once they are durable (or fails
+  if they could not be stored).  An :meth:`add_and_push` of a staged activity's entry, called after
+  staging, commits no earlier than the activity and fails, writing nothing, if the activity was not
+  stored: so a post waits for one commit, not two.
 * **Timeline store.**  Entries (id plus denormalised columns: origin feed, foreign_id, aggregation
   group key, tags, seen/read flags) are read newest first, i.e. by descending id, with exclusive and
   inclusive id bounds, an offset and a limit.  :meth:`add_entries` writes the same entries into many
@@ -49,6 +54,7 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,6 +206,14 @@ class Posted:
     keys: list[str]
 
 
+class Staged(NamedTuple):
+    """What :meth:`Store.stage_activities` returns: the activities as stored, in input order, and
+    a future that resolves once they are durable."""
+
+    activities: list[Activity]
+    stored: asyncio.Future[None]
+
+
 @dataclass(frozen=True, slots=True)
 class Follow:
     source: str
@@ -226,6 +240,10 @@ class Store(Protocol):
     # --- activity store -------------------------------------------------------------------------
     async def put_activities(self, app: str, activities: Sequence[Activity]) -> list[Activity]:
         """Store new activities (ids already minted); returns what is stored, in input order."""
+        ...
+
+    async def stage_activities(self, app: str, activities: Sequence[Activity]) -> Staged:
+        """:meth:`put_activities` that may return before the activities are durable."""
         ...
 
     async def get_activities(self, app: str, ids: Sequence[int]) -> dict[int, Activity]: ...

@@ -37,6 +37,7 @@ Durability is Redis's own (AOF/RDB settings of the server).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ import redis.asyncio as aioredis
 
 from feeds.activity import Activity
 from feeds.store import redis_scripts as scripts
-from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan
+from feeds.store.base import Bounds, ClaimedJob, Entry, Follow, Post, Posted, PushJob, ReadPlan, Staged
 from feeds.store.redis_batch import ScriptBatch
 from feeds.store.trim import TRIM_EVERY, TrimSchedule
 
@@ -121,6 +122,12 @@ class RedisStore:
                 act = act.with_id(act.id + 1)  # id taken by another activity: stay in the same ms
             stored.append(act)
         return stored
+
+    async def stage_activities(self, app: str, activities: Sequence[Activity]) -> Staged:
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        staged = Staged(await self.put_activities(app, activities), stored)
+        stored.set_result(None)  # one round trip has made them durable already
+        return staged
 
     async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
         if not ids:

@@ -42,7 +42,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, ReadPlan
+from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, ReadPlan, Staged
 from feeds.store.body_cache import BodyCache
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_follows import SqliteFollows
@@ -65,6 +65,7 @@ from feeds.store.sqlite_sql import (
     marks,
     range_query,
 )
+from feeds.store.sqlite_stage import Staging, require_activity
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
 from feeds.store.trim import TrimSchedule
 
@@ -104,6 +105,7 @@ class SqliteStore(SqliteFollows):
         self._heads: Heads | None = None
         self._trims = TrimSchedule()
         self._bodies = BodyCache()  # this store is the only writer of its file's activities
+        self._staging = Staging()
         self._behind = WriteBehind(
             self._write,
             self._trims,
@@ -166,30 +168,23 @@ class SqliteStore(SqliteFollows):
 
     # --- activity store -------------------------------------------------------------------------
     async def put_activities(self, app: str, activities: Sequence[Activity]) -> list[Activity]:
-        def op(conn: sqlite3.Connection) -> list[Activity]:
-            stored: list[Activity] = []
-            for act in activities:
-                if act.foreign_id is not None:
-                    row = conn.execute(
-                        "SELECT body FROM activities WHERE app=? AND foreign_id=? AND time_us=?",
-                        (app, act.foreign_id, act.time_us),
-                    ).fetchone()
-                    if row is not None:
-                        stored.append(Activity.loads(row[0]))
-                        continue
-                while True:
-                    cur = conn.execute(
-                        "INSERT OR IGNORE INTO activities(app, id, foreign_id, time_us, body) "
-                        "VALUES (?,?,?,?,?)",
-                        (app, act.id, act.foreign_id, act.time_us, act.dumps()),
-                    )
-                    if cur.rowcount == 1:
-                        break
-                    act = act.with_id(act.id + 1)  # id taken by another activity: stay in the same ms
-                stored.append(act)
-            return stored
+        staged = await self.stage_activities(app, activities)
+        await staged.stored
+        return staged.activities
 
-        return await self._write(op)
+    async def stage_activities(self, app: str, activities: Sequence[Activity]) -> Staged:
+        """Reads settle ids and idempotency; the insert is queued, not awaited (see
+        :mod:`feeds.store.sqlite_stage`)."""
+        if self._reader is None:
+            raise RuntimeError("SqliteStore is not started")
+        stored, new = self._staging.settle(app, activities, self._read)
+        if not new:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return Staged(stored, done)
+        commit = self._commits.submit(self._staging.insert(app, new), len(new))
+        self._staging.release_on(app, new, commit)
+        return Staged(stored, commit)
 
     async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
         out, missing = self._bodies.split(app, ids)
@@ -272,8 +267,11 @@ class SqliteStore(SqliteFollows):
             pushed = [key for keys, _, _ in routed for key in keys]
         rows = [(post.app, post.entry.id, f) for f in post.placements]
         job = dump_pushes(logged) if logged else None
+        staged = self._staging.in_flight(post.app, post.entry.id)
 
         def op(conn: sqlite3.Connection) -> int | None:
+            if staged is not None:  # queued behind its activity's insert, which may have failed
+                require_activity(conn, post.app, post.entry.id, staged)
             conn.executemany("INSERT OR IGNORE INTO placements(app, id, feed) VALUES (?,?,?)", rows)
             for keys, entry, cap, due in writes:
                 insert_entries(conn, keys, [entry], cap, due)

@@ -163,7 +163,9 @@ class GroupCommit:
             outcomes = [(fut, None, commit_error) for fut, _, _ in outcomes]
         return outcomes
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1) -> T:
+    def submit(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1) -> asyncio.Future[T]:
+        """Queue a write; the future resolves once its group has committed.  Writes commit in the
+        order they are submitted."""
         if (self._writer is None and self._thread is None) or self._loop is None:
             raise RuntimeError("SqliteStore is not started")
         fut: asyncio.Future[T] = self._loop.create_future()
@@ -172,7 +174,10 @@ class GroupCommit:
             self._schedule_flush()
         else:
             self._queue.put((fn, fut, rows))
-        return await fut
+        return fut
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1) -> T:
+        return await self.submit(fn, rows)
 
 
 def _resolve_all(outcomes: list[_Outcome]) -> None:

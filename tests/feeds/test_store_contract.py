@@ -45,6 +45,24 @@ async def test_colliding_id_is_bumped(store: Store) -> None:
     assert (await store.get_activities(APP, [7]))[7] == act(7)
 
 
+async def test_staged_activities_are_final_before_they_are_stored(store: Store) -> None:
+    await store.put_activities(APP, [act(7)])
+    other = Activity(actor="a", verb="v", object="o", time_us=1, id=7)
+    first = await store.stage_activities(APP, [other, act(50, fid="post:5")])
+    # before the first batch is durable: its ids are taken and its (foreign_id, time) pairs known
+    again = await store.stage_activities(APP, [act(8), act(60, fid="post:5"), act(8, fid="post:6")])
+    assert [a.id for a in first.activities] == [8, 50]
+    assert [a.id for a in again.activities] == [9, 50, 10]
+    assert again.activities[1] == first.activities[1]
+    posted = await store.add_and_push(post(8, "u:staged"))
+    assert posted.done and [e.id for e in await store.read_entries("u:staged", limit=5)] == [8]
+    await first.stored
+    await again.stored
+    got = await store.get_activities(APP, [7, 8, 9, 10, 50])
+    assert sorted(got) == [7, 8, 9, 10, 50] and got[8].actor == "a" and got[10].foreign_id == "post:6"
+    assert (await store.stage_activities(APP, [act(70, fid="post:5")])).activities == [first.activities[1]]
+
+
 async def test_replace_activities_only_touches_known(store: Store) -> None:
     await store.put_activities(APP, [act(1)])
     changed = Activity(
