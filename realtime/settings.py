@@ -70,7 +70,7 @@ class Settings:
     # [storage]
     feeds_store: str = "sqlite:data/feeds.sqlite3"  # or redis://host:port/db for a cluster
     feeds_durability: str = "normal"  # "full": fsync every commit group
-    feeds_cache_mb: int = 512  # SQLite page cache bound per connection (filled only as pages are read)
+    feeds_cache_mb: int = 512  # SQLite page cache per connection, stores of 1 GiB or more (see sqlite_cache)
     # [broker]
     broker: str = "memory://"
     routing: str = "filter"

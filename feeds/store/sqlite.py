@@ -11,6 +11,10 @@ scans the feed's rows, which are capped, so fan-out inserts touch a single B-tre
 cap runs for a feed once every ``TRIM_EVERY`` inserted entries (``feeds.store.trim``), so a
 timeline may hold up to that many entries beyond its cap between trims; reads are unaffected.
 
+Posts.  :meth:`SqliteStore.stage_activities` settles a post's activity row by reads and queues its
+insert without waiting, so the row lands in the same group commit as the post's own entry
+(:mod:`feeds.store.sqlite_stage`): a post waits for one commit, not two.
+
 Pending pushes.  A post's pushes to its followers are not written into ``entries`` with it: the
 post's commit holds one ``push_log`` record instead, the entries wait in memory (every read merges
 them in), and :class:`~feeds.store.sqlite_merge.WriteBehind` merges them in large feed-ordered
@@ -44,6 +48,7 @@ import orjson
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, ReadPlan, Staged
 from feeds.store.body_cache import BodyCache
+from feeds.store.sqlite_cache import CachePlan, db_bytes, plan_for
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_follows import SqliteFollows
 from feeds.store.sqlite_heads import Heads
@@ -70,10 +75,11 @@ from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
 from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
-# SQLite's own page cache, per connection.  Reads run on the event loop, so a page SQLite has to ask
-# the OS for stalls every request behind it; the OS page cache cannot be relied on to keep the file
+# SQLite's own page cache, per connection, for a database of 1 GiB or more (a smaller one is mapped
+# instead: feeds.store.sqlite_cache).  Reads run on the event loop, so a page SQLite has to ask the
+# OS for stalls every request behind it; the OS page cache cannot be relied on to keep a large file
 # (seen here: a VM whose host reclaimed it within a minute, each miss a disk read of ~100 us).  The
-# bound is only reached as pages are read: a small database uses as much as its size.
+# bound is only reached as pages are read.
 CACHE_MB = 512
 
 
@@ -92,7 +98,8 @@ class SqliteStore(SqliteFollows):
         cache_mb: int = CACHE_MB,
     ) -> None:
         self._path = path
-        self._cache_kib = cache_mb * 1024
+        self._cache_mb = cache_mb
+        self._plan: CachePlan | None = None  # the loop connection's
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,
@@ -112,6 +119,7 @@ class SqliteStore(SqliteFollows):
             merge_rows=merge_rows,
             merge_after_s=merge_after_s,
             max_pending=max_pending,
+            tick=self._replan,
         )
         self._pending = self._behind.pending
         self._big: dict[int, tuple[dict[str, str], float]] = {}
@@ -122,9 +130,18 @@ class SqliteStore(SqliteFollows):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._sync}")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
         conn.execute("PRAGMA wal_autocheckpoint=8192")  # fewer, larger checkpoints under fan-out
+        plan_for(db_bytes(conn), self._cache_mb).apply(conn)
         return conn
+
+    def _replan(self) -> None:
+        """Switch the loop connection's caching once the database has grown past 1 GiB."""
+        if self._reader is None:
+            return
+        plan = plan_for(db_bytes(self._reader), self._cache_mb)
+        if plan != self._plan:
+            plan.apply(self._reader)
+            self._plan = plan
 
     async def start(self) -> None:
         setup = self._connect()
@@ -133,6 +150,7 @@ class SqliteStore(SqliteFollows):
         replay_log(setup)  # pushes a killed process left pending (see "Pending pushes")
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
+        self._replan()
         # Bounds need reads and writes to share one connection: only the loop writer gives that.
         self._heads = Heads(self._reader) if self._sync == "NORMAL" else None
         self._behind.start()

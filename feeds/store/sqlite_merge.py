@@ -57,8 +57,10 @@ class WriteBehind:
         merge_rows: int = MERGE_ROWS,
         merge_after_s: float = MERGE_AFTER_S,
         max_pending: int = MAX_PENDING,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         self.pending = PendingEntries()
+        self._tick = tick  # the store's own housekeeping, run on the loop between cycles
         self._write = write
         self._trims = trims
         self._merge_rows, self._merge_after_s, self._max_pending = merge_rows, merge_after_s, max_pending
@@ -109,6 +111,8 @@ class WriteBehind:
             self._wake.clear()
             if self._stopping:
                 return
+            if self._tick is not None:
+                self._tick()
             p = self.pending
             if p.count >= self._merge_rows or p.oldest_age() >= self._merge_after_s:
                 try:
