@@ -41,7 +41,7 @@ class Staging:
         """What ``activities`` are once stored, in input order, and which of them are new rows."""
         stored: list[Activity] = []
         new: list[Activity] = []
-        batch: dict[tuple[str, int], Activity] = {}
+        minted: set[int] = set()  # ids this call hands out
         for act in activities:
             if act.foreign_id is not None:
                 pair = (act.foreign_id, act.time_us)
@@ -56,9 +56,9 @@ class Staging:
                 if known is not None:
                     stored.append(known)
                     continue
-            while (app, act.id) in self._ids or (app, act.id) in batch or _taken(read, app, act.id):
+            while act.id in minted or (app, act.id) in self._ids or _taken(read, app, act.id):
                 act = act.with_id(act.id + 1)  # id taken by another activity: stay in the same ms
-            batch[(app, act.id)] = act
+            minted.add(act.id)
             new.append(act)
             stored.append(act)
         return stored, new
