@@ -213,6 +213,13 @@ class Staged(NamedTuple):
     activities: list[Activity]
     stored: asyncio.Future[None]
 
+    @classmethod
+    def durable(cls, activities: list[Activity]) -> Staged:
+        """Activities that are durable already (nothing new to insert, or a store that inserts at once)."""
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stored.set_result(None)
+        return cls(activities, stored)
+
 
 @dataclass(frozen=True, slots=True)
 class Follow:

@@ -37,7 +37,6 @@ Durability is Redis's own (AOF/RDB settings of the server).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,10 +123,7 @@ class RedisStore:
         return stored
 
     async def stage_activities(self, app: str, activities: Sequence[Activity]) -> Staged:
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        staged = Staged(await self.put_activities(app, activities), stored)
-        stored.set_result(None)  # one round trip has made them durable already
-        return staged
+        return Staged.durable(await self.put_activities(app, activities))  # one round trip: durable
 
     async def get_bodies(self, app: str, ids: Sequence[int]) -> dict[int, bytes]:
         if not ids:

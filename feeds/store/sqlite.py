@@ -197,9 +197,7 @@ class SqliteStore(SqliteFollows):
             raise RuntimeError("SqliteStore is not started")
         stored, new = self._staging.settle(app, activities, self._read)
         if not new:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return Staged(stored, done)
+            return Staged.durable(stored)
         commit = self._commits.submit(self._staging.insert(app, new), len(new))
         self._staging.release_on(app, new, commit)
         return Staged(stored, commit)
