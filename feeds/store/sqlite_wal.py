@@ -24,6 +24,8 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
+from feeds.store.thread_priority import yield_to_loop
+
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 0.5
 WAL_LIMIT_FRAMES = 32_768  # 128 MiB of 4 KiB pages
@@ -65,6 +67,7 @@ class WalKeeper:
             self._thread = None
 
     def _main(self) -> None:
+        yield_to_loop()
         conn = self._connect()
         conn.execute(f"PRAGMA journal_size_limit={self.limit_frames * 4096}")
         try:
