@@ -65,7 +65,12 @@ def build_store(settings: Settings) -> Store:
         path = Path(url.removeprefix("sqlite:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         durability: Literal["normal", "full"] = "full" if settings.feeds_durability == "full" else "normal"
-        return SqliteStore(str(path), durability=durability, cache_mb=settings.feeds_cache_mb)
+        return SqliteStore(
+            str(path),
+            durability=durability,
+            cache_mb=settings.feeds_cache_mb,
+            lock_pages=settings.feeds_lock_pages,
+        )
     from feeds.store.redis import RedisStore
 
     return RedisStore(url)

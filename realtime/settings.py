@@ -71,6 +71,7 @@ class Settings:
     feeds_store: str = "sqlite:data/feeds.sqlite3"  # or redis://host:port/db for a cluster
     feeds_durability: str = "normal"  # "full": fsync every commit group
     feeds_cache_mb: int = 512  # SQLite page cache per connection, stores of 1 GiB or more (see sqlite_cache)
+    feeds_lock_pages: bool = True  # mlock a mapped store and its WAL (see sqlite_resident)
     # [broker]
     broker: str = "memory://"
     routing: str = "filter"

@@ -61,6 +61,7 @@ from feeds.store.sqlite_pending import (
     record_drops,
     replay_log,
 )
+from feeds.store.sqlite_resident import Resident
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     SCHEMA,
@@ -96,10 +97,13 @@ class SqliteStore(SqliteFollows):
         merge_after_s: float = MERGE_AFTER_S,
         max_pending: int = MAX_PENDING,
         cache_mb: int = CACHE_MB,
+        lock_pages: bool = True,
     ) -> None:
         self._path = path
         self._cache_mb = cache_mb
         self._plan: CachePlan | None = None  # the loop connection's
+        # journal_size_limit is the WAL limit: SQLite truncates the WAL back to it, never below
+        self._resident = Resident(path, wal_limit_frames * 4096) if lock_pages else None
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,
@@ -131,6 +135,10 @@ class SqliteStore(SqliteFollows):
         conn.execute(f"PRAGMA synchronous={self._sync}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA wal_autocheckpoint=8192")  # fewer, larger checkpoints under fan-out
+        # Statement journals and sorts stay in memory: each temp file SQLite opens first looks up
+        # its directory, then creates and deletes a file, on the loop (seen: one access("/var/tmp")
+        # waited 530 ms for an evicted directory block while the disk synced a checkpoint).
+        conn.execute("PRAGMA temp_store=MEMORY")
         plan_for(db_bytes(conn), self._cache_mb).apply(conn)
         return conn
 
@@ -142,6 +150,8 @@ class SqliteStore(SqliteFollows):
         if plan != self._plan:
             plan.apply(self._reader)
             self._plan = plan
+            if self._resident is not None:
+                self._resident.wanted = plan.mmap_bytes > 0
 
     async def start(self) -> None:
         setup = self._connect()
@@ -151,6 +161,8 @@ class SqliteStore(SqliteFollows):
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
         self._replan()
+        if self._resident is not None:
+            self._resident.start()
         # Bounds need reads and writes to share one connection: only the loop writer gives that.
         self._heads = Heads(self._reader) if self._sync == "NORMAL" else None
         self._behind.start()
@@ -171,6 +183,8 @@ class SqliteStore(SqliteFollows):
     async def close(self) -> None:
         if self._reader is not None:
             await self._behind.close()
+        if self._resident is not None:  # first: the last connection to close deletes the WAL
+            await asyncio.to_thread(self._resident.stop)
         reader, self._reader = self._reader, None
         await self._commits.close()
         if reader is not None:
