@@ -29,6 +29,10 @@ group commit, and each finished chunk deletes its row in the savepoint that inse
 Ids are AUTOINCREMENT, so a deleted id never comes back.  One process owns the file, so
 :meth:`SqliteStore.start` releases every lease: rows found then were orphaned by a crash.
 
+Residency.  A store read through its memory map, and its WAL, are locked in memory by a side
+thread (:mod:`feeds.store.sqlite_resident`), and temp files are kept in memory: the loop does file
+I/O, and a page the host took back is a disk read the whole loop waits for.
+
 Durability.  ``synchronous`` is ``NORMAL`` by default: a write acknowledged to its caller survives a
 killed process (the WAL frame is in the OS), and a power loss may drop the last transactions.  Set
 ``durability="full"`` to fsync the WAL on every group commit, which makes acknowledged writes
