@@ -29,6 +29,7 @@ from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, WalKeep
 T = TypeVar("T")
 _Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]  # op, its future, rows
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+BEHIND_RECHECK_S = 0.005  # while checkpoints are too far behind, how often commits look again
 FLUSH_ROWS = 256  # rows per loop-side group commit: ~5 ms of fan-out inserts on a warm store
 
 
@@ -51,6 +52,7 @@ class GroupCommit:
         self._writer: sqlite3.Connection | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
+        self._recheck_scheduled = False
         self._wal: WalKeeper | None = None
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,7 +64,9 @@ class GroupCommit:
         if self._on_loop:
             self._writer = self._connect()
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            db_path = self._writer.execute("PRAGMA database_list").fetchone()[2]
             self._wal = WalKeeper(
+                db_path,
                 self._connect,
                 loop,
                 self._schedule_flush,
@@ -101,6 +105,11 @@ class GroupCommit:
         self._flush_scheduled = False
         if self._wal is not None and self._wal.holding and not self._closing:
             return  # the WAL keeper resumes us once its checkpoint is done
+        if self._wal is not None and not self._closing and self._wal.behind():
+            if not self._recheck_scheduled and self._loop is not None:
+                self._recheck_scheduled = True
+                self._loop.call_later(BEHIND_RECHECK_S, self._recheck)
+            return
         pending, taken, rows = self._pending, 0, 0
         # Bounded by rows as well as ops: one group runs in one loop callback, so its size is how
         # long every read waits.  A single op larger than the bound still goes alone.
@@ -114,6 +123,10 @@ class GroupCommit:
             self._schedule_flush()
         if batch and self._writer is not None:
             _resolve_all(self._run_batch(self._writer, batch))
+
+    def _recheck(self) -> None:
+        self._recheck_scheduled = False
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:

@@ -26,10 +26,9 @@ import ctypes.util
 import logging
 import mmap
 import os
-import threading
 from dataclasses import dataclass, field
 
-from feeds.store.thread_priority import yield_to_loop
+from feeds.store.side_thread import SideThread
 
 log = logging.getLogger(__name__)
 PAGE = mmap.PAGESIZE
@@ -98,40 +97,27 @@ class LockedFile:
             self.fd = -1
 
 
-class Resident:
-    """Locks the database file (while ``wanted``) and its WAL's first ``wal_cap`` bytes."""
+class Resident(SideThread):
+    """Locks the database file (while ``wanted``) and its WAL's first ``wal_cap`` bytes.  Its
+    thread waits for an idle core: populating a lock reads the file."""
 
     def __init__(self, path: str, wal_cap: int, *, every_s: float = EVERY_S) -> None:
+        super().__init__("feeds-sqlite-resident", lowest=True)
         self._files = (LockedFile(path), LockedFile(path + "-wal"))
         self._caps = (None, wal_cap)
         self._every_s = every_s
         self.wanted = False  # set on the loop from the store's cache plan: only a mapped store
         self.refused: str | None = None  # why locking was given up, once it was
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def locked_bytes(self) -> int:
         return sum(f.locked for f in self._files)
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._main, name="feeds-sqlite-resident", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Blocking (call it off the loop): the thread ends and every lock is released."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _main(self) -> None:
-        yield_to_loop()  # populating a lock reads the file: it waits for an idle core
-        try:
+    def run(self) -> None:
+        try:  # every lock is released when the thread ends
             while True:
                 self.step()
-                if self.refused is not None or self._stop.wait(self._every_s):
+                if self.refused is not None or self.stopping.wait(self._every_s):
                     break
         finally:
             for f in self._files:

@@ -13,6 +13,13 @@ checkpoints the now-still tail, and lets the commits go.  The first commit after
 WAL over, and ``journal_size_limit`` truncates the file.  Reads go on meanwhile; only writes wait,
 for one short checkpoint and its fsyncs (0-86 ms measured here at 100 posts/s; 160-200 ms before
 the catch-up passes).
+
+The keeper alone cannot bound the WAL when the disk is slower than the loop's writes: commits
+without fsync go as fast as the page cache takes them, and a pass whose fsyncs take 300 ms lets the
+loop write tens of MB meanwhile (the bound test reached 86 MB against a limit of 256 KiB on a VM
+whose passes took that long).  So the loop also waits before a commit group while the WAL holds
+more than ``limit_frames`` frames that no checkpoint has copied back yet (:meth:`WalKeeper.behind`,
+read from the WAL index's header in the ``-shm`` file), for at most ``HOLD_TIMEOUT_S`` at a time.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
+import struct
 import threading
+import time
 from collections.abc import Callable
 
-from feeds.store.thread_priority import yield_to_loop
+from feeds.store.side_thread import SideThread
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 0.5
@@ -34,9 +44,41 @@ CATCH_UP_PASSES = 8
 CATCH_UP_FRAMES = 256  # a tail this short is copied in a few ms while commits wait
 
 
-class WalKeeper:
+class CheckpointLag:
+    """How many WAL frames no checkpoint has copied back yet, from the WAL index header that
+    SQLite's unix VFS keeps at the start of the ``-shm`` file: ``mxFrame`` (a u32 at byte 16 of the
+    first of the two 48-byte header copies) minus ``nBackfill`` (the u32 that follows them), in the
+    host's byte order.  ``pread``, not a map: SQLite truncates the file at its last close."""
+
+    HEADER_BYTES = 136
+
+    def __init__(self, db_path: str) -> None:
+        self._path = db_path + "-shm"
+        self._fd = -1
+
+    def frames(self) -> int:
+        if self._fd < 0:
+            try:
+                self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return 0
+        head = os.pread(self._fd, self.HEADER_BYTES, 0)
+        if len(head) < self.HEADER_BYTES:
+            return 0
+        (last,) = struct.unpack_from("=I", head, 16)
+        (copied,) = struct.unpack_from("=I", head, 96)
+        return max(0, int(last) - int(copied))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class WalKeeper(SideThread):
     def __init__(
         self,
+        db_path: str,
         connect: Callable[[], sqlite3.Connection],
         loop: asyncio.AbstractEventLoop,
         resume: Callable[[], None],
@@ -44,34 +86,47 @@ class WalKeeper:
         limit_frames: int = WAL_LIMIT_FRAMES,
         every_s: float = CHECKPOINT_EVERY_S,
     ) -> None:
+        super().__init__("feeds-sqlite-checkpoint", lowest=False)  # see side_thread
         self._connect = connect
         self._loop = loop
         self._resume = resume
         self.limit_frames = limit_frames
         self._every_s = every_s
-        self._stop = threading.Event()
         self._held = threading.Event()
-        self._thread: threading.Thread | None = None
         self.holding = False  # read on the loop: commits wait while True
         self.restarts = 0
+        self._lag = CheckpointLag(db_path)
+        self._behind_since: float | None = None
+        self._warned = False
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="feeds-sqlite-checkpoint", daemon=True)
-        self._thread.start()
+    def behind(self) -> bool:
+        """On the loop, before a commit group: whether to wait because checkpoints are more than
+        ``limit_frames`` behind.  A checkpointer that stays behind for ``HOLD_TIMEOUT_S`` stops
+        holding writes back (logged): the bound gives way before the writes do."""
+        lag = self._lag.frames()
+        if lag <= self.limit_frames:
+            self._behind_since, self._warned = None, False
+            return False
+        now = time.monotonic()
+        if self._behind_since is None:
+            self._behind_since = now
+        if now - self._behind_since <= HOLD_TIMEOUT_S:
+            return True
+        if not self._warned:  # once per stretch behind
+            self._warned = True
+            log.warning("WAL checkpoints %d frames behind for %.0f s: commits go on", lag, HOLD_TIMEOUT_S)
+        return False
 
     def stop(self) -> None:
-        """Blocking: the last checkpoint runs before it returns (call it off the loop)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().stop()
+        self._lag.close()
 
-    def _main(self) -> None:
-        yield_to_loop()
+    def run(self) -> None:
+        """Until stopped; the last checkpoint runs before it returns."""
         conn = self._connect()
         conn.execute(f"PRAGMA journal_size_limit={self.limit_frames * 4096}")
         try:
-            while not self._stop.wait(self._every_s):
+            while not self.stopping.wait(self._every_s):
                 self._pass(conn)
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:  # thread boundary: the store keeps working, the WAL just grows

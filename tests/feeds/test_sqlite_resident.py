@@ -1,5 +1,5 @@
 """SQLite: a mapped store's files stay locked in memory (feeds.store.sqlite_resident), and its side
-threads give way to the event loop (feeds.store.thread_priority)."""
+threads give way to the event loop (feeds.store.side_thread)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from helpers.sqlite_store import running
 
 from feeds.store.base import Entry
+from feeds.store.side_thread import LOWEST, yield_to_loop
 from feeds.store.sqlite import SqliteStore
 from feeds.store.sqlite_resident import PAGE, LockedFile, Resident
-from feeds.store.thread_priority import yield_to_loop
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mlock and SCHED_IDLE as Linux has them")
 
@@ -153,13 +153,14 @@ def test_a_side_thread_yields_the_core_to_the_loop() -> None:
     seen: list[tuple[bool, int]] = []
 
     def side() -> None:
-        seen.append((yield_to_loop(), os.sched_getscheduler(0)))
+        seen.append((yield_to_loop(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
 
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     thread = threading.Thread(target=side)
     thread.start()
     thread.join()
-    assert seen == [(True, os.SCHED_IDLE)]
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the calling thread keeps its policy
+    assert seen == [(True, LOWEST)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # only that thread
 
 
 @pytest.mark.parametrize(("value", "locks"), [(None, True), ("false", False)])
@@ -174,15 +175,18 @@ def test_the_node_setting_reaches_the_store(tmp_path: Path, value: str | None, l
     assert isinstance(store, SqliteStore) and (store._resident is not None) is locks
 
 
-async def test_the_store_side_threads_run_when_the_loop_does_not(tmp_path: Path) -> None:
+async def test_the_locking_thread_runs_at_the_lowest_priority_and_the_checkpointer_does_not(
+    tmp_path: Path,
+) -> None:
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    want = {"feeds-sqlite-checkpoint": mine, "feeds-sqlite-resident": LOWEST}
     store = SqliteStore(str(tmp_path / "f.db"))
     async with running(store):
-        names = ("feeds-sqlite-checkpoint", "feeds-sqlite-resident")
         deadline = asyncio.get_running_loop().time() + 5
-        while True:  # each thread sets its policy first thing, but it may not have run yet
-            ids = {t.name: t.native_id for t in threading.enumerate() if t.name in names}
-            policies = {name: os.sched_getscheduler(tid) for name, tid in ids.items() if tid}
-            if policies == dict.fromkeys(names, os.SCHED_IDLE):
+        while True:  # a thread lowers itself first thing, but it may not have run yet
+            ids = {t.name: t.native_id for t in threading.enumerate() if t.name in want}
+            nice = {name: os.getpriority(os.PRIO_PROCESS, tid) for name, tid in ids.items() if tid}
+            if nice == want:
                 break
-            assert asyncio.get_running_loop().time() < deadline, policies
+            assert asyncio.get_running_loop().time() < deadline, nice
             await asyncio.sleep(0.01)

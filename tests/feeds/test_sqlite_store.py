@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -119,9 +120,10 @@ async def test_wal_stays_bounded_under_continuous_writes_and_reads_go_on(tmp_pat
         assert total_entries == written  # nothing lost while commits were held
     finally:
         await store.close()
-    # bound: the limit plus what one short interval can add (measured ~0.3 MB here); without the
-    # keeper the WAL held every page written (tens of MB)
-    assert biggest < 8 * 1024 * 1024, biggest
+    # bound: the limit plus what commit groups add while checkpoints catch up (0.54-0.67 MB in 8
+    # runs here); without the keeper the WAL held every page written (tens of MB), and with the
+    # keeper but no commits held back while checkpoints lag, 1.2-86 MB on a VM with slow fsyncs
+    assert biggest < 4 * 1024 * 1024, biggest
 
 
 async def test_commit_groups_are_bounded_by_rows_so_the_loop_runs_between_them(tmp_path: Path) -> None:
@@ -201,3 +203,60 @@ async def test_read_plans_are_memoized_share_their_keys_and_stay_bounded(
         await store.read_plan("t:3", 0)  # a third plan: the memo is full, so it starts again
         await store.read_plan("t:1", 0)
         assert len(planned) == 4 and len(store._plans) <= 2
+
+
+def test_checkpoint_lag_is_read_from_the_wal_index(tmp_path: Path) -> None:
+    """CheckpointLag reads SQLite's own shm header: it must agree with what SQLite reports."""
+    from contextlib import closing
+
+    from feeds.store.sqlite_wal import CheckpointLag
+
+    path = str(tmp_path / "f.db")
+    lag = CheckpointLag(path)
+    assert lag.frames() == 0  # no -shm file yet
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("CREATE TABLE t(x)")
+        for i in range(20):
+            conn.execute("INSERT INTO t VALUES (?)", (str(i) * 2000,))
+        written = lag.frames()
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            _, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert written == frames > 20 and copied == frames
+        assert lag.frames() == 0  # all copied back
+        conn.execute("INSERT INTO t VALUES ('x')")  # the WAL starts over: one commit's frames
+        assert 0 < lag.frames() < 5
+        lag.close()
+
+
+def test_commits_wait_for_lagging_checkpoints_but_not_past_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import struct
+    import time
+
+    from feeds.store import sqlite_wal
+
+    def index(last: int, copied: int) -> None:  # a WAL index header as SQLite lays it out
+        head = bytearray(136)
+        struct.pack_into("=I", head, 16, last)
+        struct.pack_into("=I", head, 96, copied)
+        (tmp_path / "f.db-shm").write_bytes(bytes(head))
+
+    monkeypatch.setattr(sqlite_wal, "HOLD_TIMEOUT_S", 0.05)
+    keeper = sqlite_wal.WalKeeper(
+        str(tmp_path / "f.db"), lambda: sqlite3.connect(":memory:"), None, lambda: None, limit_frames=100
+    )  # type: ignore[arg-type]  # no loop: behind() never touches it
+    index(150, 100)
+    assert not keeper.behind()  # 50 frames behind: within the limit
+    index(400, 100)
+    assert keeper.behind() and keeper.behind()
+    time.sleep(0.06)
+    assert not keeper.behind()  # the bound gives way rather than stop writes
+    assert "frames behind" in caplog.text
+    index(400, 400)
+    assert not keeper.behind()
+    index(400, 100)
+    assert keeper.behind()  # a new stretch behind waits again
+    keeper.stop()
