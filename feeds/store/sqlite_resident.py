@@ -22,7 +22,6 @@ once in the log.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import mmap
 import os
@@ -34,7 +33,9 @@ log = logging.getLogger(__name__)
 PAGE = mmap.PAGESIZE
 EVERY_S = 1.0
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# The process's own symbols, which include the C library's: no library name to find (find_library
+# needs ldconfig or a compiler, which slim images lack)
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [
     ctypes.c_void_p,
@@ -99,7 +100,7 @@ class LockedFile:
 
 class Resident(SideThread):
     """Locks the database file (while ``wanted``) and its WAL's first ``wal_cap`` bytes.  Its
-    thread waits for an idle core: populating a lock reads the file."""
+    thread runs at the lowest priority: populating a lock reads the file."""
 
     def __init__(self, path: str, wal_cap: int, *, every_s: float = EVERY_S) -> None:
         super().__init__("feeds-sqlite-resident", lowest=True)
