@@ -41,6 +41,7 @@ made by ``from_bytes`` applies deltas in seq order with ``apply_delta`` (formats
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
@@ -105,7 +106,11 @@ class CuckooFilter:
 
     @classmethod
     def _build(cls, keys: list[str], bucket_count: int, generation: int) -> CuckooFilter:
-        # Doubles the bucket count and starts over in the rare case an insert fails.
+        # Doubles the bucket count and starts over in the rare case an insert fails.  A key held
+        # more times than its two buckets have slots fits at no size: doubling would only end at
+        # MAX_BUCKETS, after allocating gigabytes (found by the routing property test).
+        if keys and (most := Counter(keys).most_common(1)[0])[1] > 2 * SLOTS:
+            raise ValueError(f"{most[0]!r} occurs {most[1]} times; a filter holds a key at most {2 * SLOTS}")
         hashes = hash_keys(keys)
         n = bucket_count
         while True:

@@ -196,3 +196,9 @@ def test_remove_of_absent_key_reports_false() -> None:
     assert f.remove("a")
     assert "a" not in f
     assert len(f) == 0
+
+
+def test_a_key_held_more_often_than_its_buckets_have_slots_is_refused_at_once() -> None:
+    CuckooFilter.build(["/**"] * 8)  # two buckets of four slots: fits
+    with pytest.raises(ValueError, match="at most 8"):
+        CuckooFilter.build(["/**"] * 9, 1000)

@@ -51,7 +51,9 @@ KEYS = st.one_of(NAMES, NAMES.map(lambda n: n + "/*"), NAMES.map(lambda n: n + "
 
 @settings(max_examples=100, deadline=None)
 @given(
-    subs=st.dictionaries(st.sampled_from(["n1", "n2", "n3"]), st.lists(KEYS, max_size=15), max_size=3),
+    subs=st.dictionaries(
+        st.sampled_from(["n1", "n2", "n3"]), st.lists(KEYS, max_size=15, unique=True), max_size=3
+    ),
     channels=st.lists(NAMES, max_size=40),
 )
 def test_channel_routing_equals_expanding_each_channel(
