@@ -4,11 +4,13 @@ The node is one process on one core.  A side thread at the loop's own priority g
 of that core whenever both are runnable.  One whose work can wait lowers itself to nice 19: the
 scheduler weighs it 15 against the loop's 1024, so while both want the core it gets about 1.5 % of
 it, and the loop, woken by a socket, preempts it.  Not ``SCHED_IDLE``: an idle-class thread never
-runs while the loop is saturated.  The WAL checkpointer keeps the loop's priority.  Lowered (either
-way) it fell behind a saturated loop, and the WAL grew past its bound
-(``test_wal_stays_bounded_under_continuous_writes_and_reads_go_on`` with the other core busy: 17-20
-MB against < 8).  The GIL does not invert this: a thread waiting for the GIL sleeps, so the side
-thread runs until it releases it.
+runs while the loop is saturated.  The WAL checkpointer keeps the loop's priority: lowered (either
+way), ``test_wal_stays_bounded_under_continuous_writes_and_reads_go_on`` failed with the other core
+busy (17-20 MB against < 8), and 2 pairs at 1500 req/s showed no gain from lowering it.  That test
+also failed with the checkpointer at the loop's priority before the commit hold of
+:mod:`feeds.store.sqlite_wal`, so what lowering it costs is not measured apart.  The GIL does not
+invert the priorities: a thread waiting for the GIL sleeps, so the side thread runs until it
+releases it.
 """
 
 from __future__ import annotations
