@@ -92,8 +92,14 @@ class CuckooFilter:
 
     @classmethod
     def build(cls, keys: Iterable[str], capacity_hint: int = 0, *, generation: int = 0) -> CuckooFilter:
-        """A filter holding ``keys`` (each once per occurrence), sized for ``max(hint, len)``."""
+        """A filter holding ``keys`` (each once per occurrence), sized for ``max(hint, len)``.
+
+        A key held more times than its two buckets have slots fits at no size: ``_build`` would
+        double the filter up to ``MAX_BUCKETS``, allocating gigabytes on the way (found by the
+        routing property test), so such input is refused here.  ``rebuild`` takes a set."""
         key_list = list(keys)
+        if key_list and (most := Counter(key_list).most_common(1)[0])[1] > 2 * SLOTS:
+            raise ValueError(f"{most[0]!r} occurs {most[1]} times; a filter holds a key at most {2 * SLOTS}")
         return cls._build(key_list, buckets_for(max(capacity_hint, len(key_list))), generation)
 
     @classmethod
@@ -106,11 +112,7 @@ class CuckooFilter:
 
     @classmethod
     def _build(cls, keys: list[str], bucket_count: int, generation: int) -> CuckooFilter:
-        # Doubles the bucket count and starts over in the rare case an insert fails.  A key held
-        # more times than its two buckets have slots fits at no size: doubling would only end at
-        # MAX_BUCKETS, after allocating gigabytes (found by the routing property test).
-        if keys and (most := Counter(keys).most_common(1)[0])[1] > 2 * SLOTS:
-            raise ValueError(f"{most[0]!r} occurs {most[1]} times; a filter holds a key at most {2 * SLOTS}")
+        # Doubles the bucket count and starts over in the rare case an insert fails.
         hashes = hash_keys(keys)
         n = bucket_count
         while True:
