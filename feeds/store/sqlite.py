@@ -76,7 +76,7 @@ from feeds.store.sqlite_sql import (
     range_query,
 )
 from feeds.store.sqlite_stage import Staging, require_activity
-from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES
+from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, wal_limit_bytes
 from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
@@ -106,8 +106,7 @@ class SqliteStore(SqliteFollows):
         self._path = path
         self._cache_mb = cache_mb
         self._plan: CachePlan | None = None  # the loop connection's
-        # journal_size_limit is the WAL limit: SQLite truncates the WAL back to it, never below
-        self._resident = Resident(path, wal_limit_frames * 4096) if lock_pages else None
+        self._resident = Resident(path, wal_limit_bytes(wal_limit_frames)) if lock_pages else None
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,

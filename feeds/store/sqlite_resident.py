@@ -80,13 +80,12 @@ class LockedFile:
         self.regions.append((addr, size))
         self.locked = length
 
-    def replaced(self) -> bool:
-        """Whether the path now names another file, or a shorter one than is locked."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return self.fd >= 0
-        return self.fd >= 0 and (st.st_ino != self.inode or st.st_size < self.locked)
+    def replaced(self, st: os.stat_result | None) -> bool:
+        """Whether the path (``st``, None when it names nothing) is now another file, or a shorter
+        one than is locked."""
+        if self.fd < 0:
+            return False
+        return st is None or st.st_ino != self.inode or st.st_size < self.locked
 
     def release(self) -> None:
         for addr, size in self.regions:
@@ -127,14 +126,17 @@ class Resident(SideThread):
     def step(self) -> None:
         """One pass: follow the files' sizes.  Runs on the side thread (tests call it directly)."""
         for f, cap, wanted in zip(self._files, self._caps, (self.wanted, True), strict=True):
-            if not wanted or f.replaced():
+            try:
+                st: os.stat_result | None = os.stat(f.path)
+            except FileNotFoundError:
+                st = None
+            if not wanted or f.replaced(st):
                 f.release()
-            if not wanted:
+            if not wanted or st is None:
                 continue
             try:
-                size = os.stat(f.path).st_size
-                f.lock_to(size if cap is None else min(size, cap))
-            except FileNotFoundError:
+                f.lock_to(st.st_size if cap is None else min(st.st_size, cap))
+            except FileNotFoundError:  # gone between the stat and the open
                 continue
             except OSError as exc:
                 self.refused = str(exc)

@@ -44,6 +44,11 @@ CATCH_UP_PASSES = 8
 CATCH_UP_FRAMES = 256  # a tail this short is copied in a few ms while commits wait
 
 
+def wal_limit_bytes(limit_frames: int) -> int:
+    """The WAL's ``journal_size_limit``: SQLite truncates the WAL back to this, never below."""
+    return limit_frames * 4096
+
+
 class CheckpointLag:
     """How many WAL frames no checkpoint has copied back yet, from the WAL index header that
     SQLite's unix VFS keeps at the start of the ``-shm`` file: ``mxFrame`` (a u32 at byte 16 of the
@@ -124,7 +129,7 @@ class WalKeeper(SideThread):
     def run(self) -> None:
         """Until stopped; the last checkpoint runs before it returns."""
         conn = self._connect()
-        conn.execute(f"PRAGMA journal_size_limit={self.limit_frames * 4096}")
+        conn.execute(f"PRAGMA journal_size_limit={wal_limit_bytes(self.limit_frames)}")
         try:
             while not self.stopping.wait(self._every_s):
                 self._pass(conn)

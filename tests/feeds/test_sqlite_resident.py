@@ -49,20 +49,24 @@ def test_a_file_is_locked_from_its_start_as_it_grows_and_released(tmp_path: Path
     assert (f.locked, f.fd, locked_kib()) == (0, -1, before)
 
 
+def stat(path: Path) -> os.stat_result | None:
+    return path.stat() if path.exists() else None
+
+
 def test_a_replaced_or_shortened_file_is_noticed(tmp_path: Path) -> None:
     path = a_file(tmp_path / "f", 8)
     f = LockedFile(str(path))
     try:
         f.lock_to(8 * PAGE)
-        assert not f.replaced()
+        assert not f.replaced(stat(path))
         os.truncate(path, 4 * PAGE)
-        assert f.replaced()
+        assert f.replaced(stat(path))
         f.release()
         f.lock_to(4 * PAGE)
         path.unlink()
-        assert f.replaced()
+        assert f.replaced(stat(path))
         a_file(path, 8)  # another inode under the same name
-        assert f.replaced()
+        assert f.replaced(stat(path))
     finally:
         f.release()
 
