@@ -50,11 +50,11 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from feeds.activity import Activity
-from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, ReadPlan, Staged
+from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, Staged
 from feeds.store.body_cache import BodyCache
 from feeds.store.sqlite_cache import CachePlan, db_bytes, plan_for
 from feeds.store.sqlite_commit import GroupCommit
-from feeds.store.sqlite_follows import SqliteFollows
+from feeds.store.sqlite_follows import Memo, SqliteFollows
 from feeds.store.sqlite_heads import Heads
 from feeds.store.sqlite_merge import MAX_PENDING, MERGE_AFTER_S, MERGE_ROWS, WriteBehind
 from feeds.store.sqlite_pending import (
@@ -130,7 +130,7 @@ class SqliteStore(SqliteFollows):
         )
         self._pending = self._behind.pending
         self._big: dict[int, tuple[dict[str, str], float]] = {}
-        self._plans: dict[str, ReadPlan] = {}
+        self._plans: dict[str, Memo] = {}
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)

@@ -14,8 +14,11 @@ from feeds.store.sqlite_sql import READ_PLAN, marks
 
 BIG_FEEDS_TTL_S = 5.0
 # Read plans kept in memory.  Each holds its pulled keys as the big-feed set's own strings, so a plan
-# costs its tuple (~250 bytes with 25 pulled feeds), not copies of the keys.
+# costs its tuple (~250 bytes with 25 pulled feeds), not copies of the keys.  They are kept as plain
+# tuples of strings and ints, which the garbage collector stops tracking: as ReadPlan objects, the
+# 10k of the benchmark dataset were most of what each full collection walked.
 PLANS = 100_000
+Memo = tuple[int, tuple[str, ...], "int | None"]
 T = TypeVar("T")
 
 
@@ -27,7 +30,7 @@ class SqliteFollows:
     dropped too), and a change of the big-feed set drops every plan."""
 
     _big: dict[int, tuple[dict[str, str], float]]
-    _plans: dict[str, ReadPlan]
+    _plans: dict[str, Memo]
 
     if TYPE_CHECKING:
 
@@ -95,16 +98,16 @@ class SqliteFollows:
         # set of big feeds is cached: follows and unfollows through this store expire it, and it is
         # read again every BIG_FEEDS_TTL_S anyway (cheap: an index range on the count).
         big = self._big_feeds(pull_threshold)  # first: a changed set drops every plan
-        plan = self._plans.get(feed)
-        if plan is not None:
-            return plan
+        memo = self._plans.get(feed)
+        if memo is not None:
+            return ReadPlan(*memo)
         ((targets, last),) = self._read(READ_PLAN, (feed,))
         followed = targets.split("\n") if targets else []
-        plan = ReadPlan(len(followed), tuple(big[t] for t in followed if t in big), last)
+        memo = (len(followed), tuple(big[t] for t in followed if t in big), last)
         if len(self._plans) >= PLANS:
             self._plans.clear()
-        self._plans[feed] = plan
-        return plan
+        self._plans[feed] = memo
+        return ReadPlan(*memo)
 
     def _big_feeds(self, threshold: int) -> dict[str, str]:
         """The feeds with more than ``threshold`` followers, each mapped to itself (one string

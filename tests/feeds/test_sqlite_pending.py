@@ -245,3 +245,34 @@ def test_chunks_shrink_when_slow_and_grow_back_within_bounds() -> None:
     for _ in range(20):
         behind._fit_chunk(behind._chunk_rows, sqlite_merge.MERGE_CHUNK_S / 100)
     assert behind._chunk_rows == sqlite_merge.MERGE_CHUNK_ROWS
+
+
+def test_the_tier_holds_each_pushed_entry_once_and_nothing_the_collector_must_walk_per_feed() -> None:
+    import gc
+
+    from feeds.store.sqlite_pending import PendingEntries
+
+    tier = PendingEntries()
+    shared = Entry(7, origin="u:1")
+    tier.add(1, [(("t:1", "t:2", "t:2", "t:3"), shared, 10)])  # a key listed twice counts once
+    tier.add(2, [(("t:1",), Entry(8, origin="u:2"), 10), (("n:1",), Entry(7, group_key="g"), 5)])
+    assert tier.count == 5
+    slots = list(tier._feeds.values())
+    assert slots and not any(gc.is_tracked(slot) for slot in slots)
+    assert tier.newest_first("t:1", None, None) == [Entry(8, origin="u:2"), shared]
+    assert tier.take("n:1") == ([Entry(7, group_key="g")], 5)
+    assert tier.by_ids("t:2", [7, 8]) == [shared]
+
+    # the same id pushed again to a feed replaces its entry there, and only there
+    tier.add(3, [(("t:3",), Entry(7, origin="u:9"), 10)])
+    assert tier.count == 5
+    assert tier.by_ids("t:3", [7]) == [Entry(7, origin="u:9")] and tier.by_ids("t:1", [7]) == [shared]
+
+    assert tier.discard_where("t:1", "origin", "u:1") == [shared]
+    assert tier.discard("t:2", [7, 99]) == [shared]
+    assert tier.discard("t:3", [7]) == [Entry(7, origin="u:9")]
+    assert tier.discard("t:1", [8]) + tier.discard("n:1", [7]) == [
+        Entry(8, origin="u:2"),
+        Entry(7, group_key="g"),
+    ]
+    assert tier.count == 0 and not tier._feeds and not tier._entries and not tier._holders
