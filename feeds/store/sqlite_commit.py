@@ -18,6 +18,7 @@ fsync) serves many concurrent writers, and a failing write rolls back alone.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, WalKeeper
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]  # op, its future, rows
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 BEHIND_RECHECK_S = 0.005  # while checkpoints are too far behind, how often commits look again
@@ -157,23 +159,33 @@ class GroupCommit:
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[_Outcome]:
+        """Every op gets an outcome, and the connection is left outside a transaction, whatever
+        SQLite does: errors such as a full disk, an I/O error or a lock held elsewhere may roll the
+        whole transaction back on their own, and then the ops before it are lost too (so they fail
+        with that error rather than report a write that is not there)."""
         outcomes: list[_Outcome] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for fn, fut, _ in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                result = fn(conn)
-            except Exception as exc:  # one failing write must not sink the rest of the group
-                conn.execute("ROLLBACK TO op")
-                outcomes.append((fut, None, exc))
-            else:
-                outcomes.append((fut, result, None))
-            conn.execute("RELEASE op")
         try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = fn(conn)
+                except Exception as exc:  # one failing write must not sink the rest of the group
+                    if not conn.in_transaction:
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((fut, None, exc))
+                else:
+                    outcomes.append((fut, result, None))
+                conn.execute("RELEASE op")
             conn.execute("COMMIT")
-        except sqlite3.Error as commit_error:
-            conn.execute("ROLLBACK")
-            outcomes = [(fut, None, commit_error) for fut, _, _ in outcomes]
+        except Exception as group_error:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rolling back a failed commit group failed")
+            return [(fut, None, group_error) for _, fut, _ in batch]
         return outcomes
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1) -> asyncio.Future[T]:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +86,54 @@ async def test_concurrent_writes_share_commits(tmp_path: Path, durability: Liter
         assert commits < 300  # group commit: many writes per transaction
     finally:
         await store.close()
+
+
+def _insert(ident: int) -> Callable[[sqlite3.Connection], int]:
+    def op(conn: sqlite3.Connection) -> int:
+        conn.execute(
+            "INSERT INTO entries(feed, id, group_key, tags, seen, read) VALUES ('f', ?, '', '[]', 0, 0)",
+            (ident,),
+        )
+        return ident
+
+    return op
+
+
+def _rolled_back_by_sqlite(conn: sqlite3.Connection) -> None:
+    conn.execute("ROLLBACK")  # what SQLite itself does on some errors (a full disk, an I/O error)
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_a_group_rolled_back_under_it_fails_its_writes_and_the_store_goes_on(
+    tmp_path: Path, durability: Literal["normal", "full"]
+) -> None:
+    async with running(SqliteStore(str(tmp_path / "f.db"), durability=durability)) as store:
+        ops = [_insert(1), _rolled_back_by_sqlite, _insert(3)]
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(store._commits.write(op) for op in ops), return_exceptions=True), 10
+        )
+        assert isinstance(outcomes[1], sqlite3.OperationalError)
+        reported = {o for o in outcomes if isinstance(o, int)}
+        stored = {e.id for e in await store.read_entries("f", limit=10)}
+        assert stored == reported  # what a writer was told is what the file holds
+        assert await asyncio.wait_for(store._commits.write(_insert(4)), 10) == 4
+        assert 4 in {e.id for e in await store.read_entries("f", limit=10)}
+
+
+async def test_a_lock_held_elsewhere_fails_writes_instead_of_hanging_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.db")
+    async with running(SqliteStore(path)) as store:
+        store._read("PRAGMA busy_timeout=50")  # reads and the loop-side group share one connection
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                await asyncio.wait_for(store._commits.write(_insert(1)), 10)
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert await asyncio.wait_for(store._commits.write(_insert(2)), 10) == 2
 
 
 def _size(path: str) -> int:
