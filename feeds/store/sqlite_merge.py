@@ -5,8 +5,9 @@ See :mod:`feeds.store.sqlite_pending` for why pushes wait.  A merge cycle runs w
 feeds with pending entries in key order and writes them in chunks of about ``MERGE_CHUNK_ROWS``
 rows, each its own group commit, so reads run between chunks; the last chunk also deletes the log
 records the cycle covered.  A chunk's entries leave the pending tier only once it is committed.
-Cycles started by the timer are paced (after each chunk they wait twice as long as it took, unless
-pending entries pass half of ``max_pending``); explicit merges and the one at close are not.
+Cycles started by the timer are paced (after each chunk they wait twice as long as it took, and
+long enough to spread the cycle over half the merge interval, unless pending entries pass half of
+``max_pending``); explicit merges and the one at close are not.
 
 Memory is bounded: with ``max_pending`` entries pending, posts write their pushes directly, as
 they did before this tier existed, until a merge has caught up.
@@ -36,6 +37,11 @@ MERGE_CHUNK_S = 0.002
 # A cycle's chunks otherwise run back to back: with the WAL checkpoint that follows, a cycle took
 # most of the core for a few hundred ms every 5 s, and requests queued behind it.
 MERGE_PACE = 2.0
+# ...and at MERGE_PACE alone a cycle of ~120k entries still took a third of the core for ~3 s every
+# 10 s at 1500 req/s, long enough for requests to queue at each cycle.  A paced cycle is therefore
+# also spread over half the merge interval (at most MERGE_SPREAD_MAX_S): each timeline is still
+# merged once per cycle, so the entries a page rewrite carries stay the same.
+MERGE_SPREAD_MAX_S = 5.0
 # A longer window puts more entries into each timeline page a cycle rewrites: on the 10k dataset at
 # 1500 req/s, cycles of ~120k entries cost ~9 us of CPU per entry against ~12 us for ~85k, and
 # doubling the window again gained nothing measurable.  Pending entries share their Entry objects
@@ -138,6 +144,7 @@ class WriteBehind:
             if not seqs and not feeds:
                 return 0
             written, i = 0, 0
+            began, spread, total = time.perf_counter(), self._spread_s(), max(1, p.count)
             while True:
                 chunk: list[tuple[str, list[Entry], int]] = []
                 rows = 0
@@ -151,14 +158,15 @@ class WriteBehind:
                 pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
                 due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
                 floor = p.floor_without(seqs) if last else None
-                began: list[float] = []
+                ran: list[float] = []
                 await self._write(
-                    _chunk_op(pairs, due, seqs if last else None, floor, began), max(1, len(pairs))
+                    _chunk_op(pairs, due, seqs if last else None, floor, ran), max(1, len(pairs))
                 )
-                took = time.perf_counter() - began[0]  # from the chunk's first statement to here
+                took = time.perf_counter() - ran[0]  # from the chunk's first statement to here
                 self._fit_chunk(len(pairs), took)
                 if paced and not last and not self._hurried():
-                    await asyncio.sleep(took * MERGE_PACE)
+                    on_time = began + spread * min(1.0, (written + len(pairs)) / total)
+                    await asyncio.sleep(max(took * MERGE_PACE, on_time - time.perf_counter()))
                 for feed, entries, _ in chunk:
                     p.discard(feed, [e.id for e in entries])
                 written += len(pairs)
@@ -167,6 +175,9 @@ class WriteBehind:
             p.forget_seqs(seqs)
             self.cycles += 1
             return written
+
+    def _spread_s(self) -> float:
+        return min(MERGE_SPREAD_MAX_S, self._merge_after_s / 2)
 
     def _fit_chunk(self, rows: int, took: float) -> None:
         if rows >= self._chunk_rows // 2 and took > 0:  # a short last chunk says little
@@ -184,10 +195,10 @@ def _chunk_op(
     due: list[tuple[str, int]],
     seqs: list[int] | None,
     floor: int | None,
-    began: list[float],
+    ran: list[float],
 ) -> Callable[[sqlite3.Connection], None]:
     def op(conn: sqlite3.Connection) -> None:
-        began.append(time.perf_counter())
+        ran.append(time.perf_counter())
         insert_rows(conn, pairs)
         trim_feeds(conn, due)
         if seqs is not None:
