@@ -228,11 +228,11 @@ class Follow:
     created_us: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReadPlan:
+class ReadPlan(NamedTuple):
     """What a timeline read must know before it reads, fetched in one round trip: how many feeds
     the feed follows, which of them are pulled (more followers than the pull threshold, so their
-    entries are merged at read time), and the feed's last-read time."""
+    entries are merged at read time), and the feed's last-read time.  A named tuple: a store that
+    memoizes plans builds one per read from its memo."""
 
     following: int
     pulled: tuple[str, ...]

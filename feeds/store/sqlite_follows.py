@@ -100,14 +100,14 @@ class SqliteFollows:
         big = self._big_feeds(pull_threshold)  # first: a changed set drops every plan
         memo = self._plans.get(feed)
         if memo is not None:
-            return ReadPlan(*memo)
+            return ReadPlan._make(memo)
         ((targets, last),) = self._read(READ_PLAN, (feed,))
         followed = targets.split("\n") if targets else []
         memo = (len(followed), tuple(big[t] for t in followed if t in big), last)
         if len(self._plans) >= PLANS:
             self._plans.clear()
         self._plans[feed] = memo
-        return ReadPlan(*memo)
+        return ReadPlan._make(memo)
 
     def _big_feeds(self, threshold: int) -> dict[str, str]:
         """The feeds with more than ``threshold`` followers, each mapped to itself (one string
