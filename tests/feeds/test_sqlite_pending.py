@@ -92,6 +92,8 @@ async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: P
         assert store.pending_entries == 40 * 15 - 1 and _log_rows(path) == (15, 1)
         assert await store.merge_pending() == 40 * 15 - 1
         assert store.pending_entries == 0 and _log_rows(path) == (0, 0)
+        tier = store._pending  # every entry the tier held is released, not only counted out
+        assert not tier._feeds and not tier._entries and not tier._holders
         after = {f: await store.read_entries(f, limit=20) for f in FOLLOWERS}
         assert after == before
         assert [e.id for e in after["t:7"]] == list(range(14, 0, -1))  # the removal held
@@ -100,6 +102,23 @@ async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: P
                 "SELECT max(n) FROM (SELECT count(*) n FROM entries GROUP BY feed)"
             ).fetchone()
         assert most <= 10 + 32
+
+
+async def test_every_change_to_pending_entries_releases_what_the_tier_held(tmp_path: Path) -> None:
+    async with running(SqliteStore(str(tmp_path / "f.db"), merge_after_s=3600)) as store:
+        await _setup(store)
+        for i in (1, 2, 3):
+            await store.add_and_push(post(i))
+        await store.remove_entries(["t:1"], [2])
+        await store.mark("t:2", [1], seen=True, read=True)
+        await store.set_entry_columns(["t:3"], 3, group_key="g2", tags=["x"])
+        await store.remove_origin("t:4", "u:1")
+        await store.remove_foreign_id("t:5", "f1")
+        tier = store._pending
+        assert len(tier._entries) == 3 and sum(tier._holders.values()) == store.pending_entries
+        await store.merge_pending()
+        assert store.pending_entries == 0
+        assert not tier._feeds and not tier._entries and not tier._holders
 
 
 async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path: Path) -> None:
