@@ -37,10 +37,10 @@ MERGE_CHUNK_S = 0.002
 # A cycle's chunks otherwise run back to back: with the WAL checkpoint that follows, a cycle took
 # most of the core for a few hundred ms every 5 s, and requests queued behind it.
 MERGE_PACE = 2.0
-# ...and at MERGE_PACE alone a cycle of ~120k entries still took a third of the core for ~3 s every
-# 10 s at 1500 req/s, long enough for requests to queue at each cycle.  A paced cycle is therefore
-# also spread over half the merge interval (at most MERGE_SPREAD_MAX_S): each timeline is still
-# merged once per cycle, so the entries a page rewrite carries stay the same.
+# ...and at MERGE_PACE alone a cycle of ~120k entries (1500 req/s, every 10 s) still packs its ~2 ms
+# chunks into about 3 s, a third of the core, and slow requests clustered at those times.  A paced
+# cycle is therefore also spread over half the merge interval (at most MERGE_SPREAD_MAX_S): each
+# timeline is still merged once per cycle, so the entries a page rewrite carries stay the same.
 MERGE_SPREAD_MAX_S = 5.0
 # A longer window puts more entries into each timeline page a cycle rewrites: on the 10k dataset at
 # 1500 req/s, cycles of ~120k entries cost ~9 us of CPU per entry against ~12 us for ~85k, and
