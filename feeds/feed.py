@@ -60,8 +60,11 @@ def flat_results(entries: Sequence[Entry], bodies: dict[int, bytes], *, encoded:
     (the HTTP path) splices ``origin`` into the stored bytes and hands them to the response encoder
     as they are, instead of decoding and encoding every activity again."""
     if encoded:
+        # A stored body is an object with at least id/actor/verb/object and never an "origin" key,
+        # so ``origin`` goes in before its closing brace (inline: a call per activity cost more).
+        dumps, fragment = orjson.dumps, orjson.Fragment
         return [
-            orjson.Fragment(_with_origin(body, e.origin))
+            fragment(b'%s,"origin":%s}' % (body[:-1], b"null" if e.origin is None else dumps(e.origin)))
             for e in entries
             if (body := bodies.get(e.id)) is not None
         ]
@@ -73,12 +76,6 @@ def flat_results(entries: Sequence[Entry], bodies: dict[int, bytes], *, encoded:
             activity["origin"] = e.origin
             out.append(activity)
     return out
-
-
-def _with_origin(body: bytes, origin: str | None) -> bytes:
-    # A stored body is an object with at least id/actor/verb/object and never an "origin" key.
-    value = b"null" if origin is None else orjson.dumps(origin)
-    return b'%s,"origin":%s}' % (body[:-1], value)
 
 
 @dataclass(slots=True)

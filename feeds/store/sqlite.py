@@ -69,6 +69,7 @@ from feeds.store.sqlite_resident import Resident
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     SCHEMA,
+    entries_of,
     entry_of,
     insert_entries,
     insert_rows,
@@ -407,8 +408,8 @@ class SqliteStore(SqliteFollows):
     ) -> list[Entry]:
         sql, args = range_query(ENTRY_COLS, feed, bounds, tag)
         if not self._pending.has(feed):
-            return [entry_of(r) for r in self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])]
-        stored = [entry_of(r) for r in self._read(f"{sql} LIMIT ?", [*args, offset + limit])]
+            return entries_of(self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset]))
+        stored = entries_of(self._read(f"{sql} LIMIT ?", [*args, offset + limit]))
         pending = self._pending.newest_first(feed, bounds, tag)
         return merge_newest_first(stored, pending, offset, limit, self._pending.keep(feed))
 
