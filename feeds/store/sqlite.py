@@ -70,7 +70,6 @@ from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     SCHEMA,
     entries_of,
-    entry_of,
     insert_entries,
     insert_rows,
     marks,
@@ -396,7 +395,7 @@ class SqliteStore(SqliteFollows):
                 f"DELETE FROM entries WHERE feed=? AND {column}=? RETURNING {ENTRY_COLS}", (feed, value)
             ).fetchall()
             removed = {e.id: e for e in pending}
-            removed.update((e.id, e) for e in map(entry_of, rows))
+            removed.update((e.id, e) for e in entries_of(rows))
             if floor is not None:
                 record_drops(conn, [(feed, i) for i in removed if i >= floor])
             return sorted(removed.values(), key=lambda e: -e.id)
@@ -427,8 +426,9 @@ class SqliteStore(SqliteFollows):
         for start in range(0, len(unique), 50):  # one statement per 50 feeds: bounded SQL size
             batch = unique[start : start + 50]
             params = [x for feed in batch for x in (feed, *rest)]
-            for row in self._read(" UNION ALL ".join([part] * len(batch)), params):
-                out[row[0]].append(entry_of(row[1:]))
+            rows = self._read(" UNION ALL ".join([part] * len(batch)), params)
+            for row, entry in zip(rows, entries_of([r[1:] for r in rows]), strict=True):
+                out[row[0]].append(entry)
         if heads is not None and tag is None and limit > 0 and (bounds is None or bounds.upper() is None):
             for feed in unique:
                 heads.learned(feed, out[feed][0].id if out[feed] else None, lowest)
@@ -443,7 +443,7 @@ class SqliteStore(SqliteFollows):
             f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id>=? ORDER BY id LIMIT ?",
             (feed, lowest, limit),
         )
-        stored = [entry_of(r) for r in rows]
+        stored = entries_of(rows)
         pending = self._pending.newest_first(feed, Bounds(gte=lowest), None)
         if not pending:
             return stored
@@ -474,7 +474,7 @@ class SqliteStore(SqliteFollows):
             f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id IN ({marks(len(ids))}) ORDER BY id DESC",
             [feed, *ids],
         )
-        stored = [entry_of(r) for r in rows]
+        stored = entries_of(rows)
         return merge_newest_first(stored, self._pending.by_ids(feed, ids), 0, len(ids))
 
     async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:

@@ -59,10 +59,6 @@ def entries_of(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
     ]
 
 
-def entry_of(row: tuple[Any, ...]) -> Entry:
-    return entries_of((row,))[0]
-
-
 def range_query(cols: str, feed: str, bounds: Bounds | None, tag: str | None) -> tuple[str, list[Any]]:
     """``SELECT cols`` of ``feed``'s entries within ``bounds`` (and with ``tag``), newest first."""
     sql = [f"SELECT {cols} FROM entries WHERE feed=?"]
