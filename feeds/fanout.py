@@ -92,7 +92,8 @@ class Fanout:
         lists: list[Sequence[Entry]] = [own]
         floor = own[-1].id if len(own) == need else None
         pulled_bounds = bounds if floor is None else _raise_lower(bounds, floor + 1)
-        lists += await self._pull_many(plan.pulled, need, pulled_bounds, tag)
+        # Most pulled feeds have nothing above the floor: an empty list would only slow the merge.
+        lists += [got for got in await self._pull_many(plan.pulled, need, pulled_bounds, tag) if got]
         # Below the cap's oldest kept entry the timeline is not to be trusted: trimmed, or holding a
         # few stragglers (lazy trims, backdated posts).  A page that reaches there pulls the pushing
         # feeds too.  A first page (no upper bound, need <= cap) never does, so costs nothing here.

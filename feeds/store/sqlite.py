@@ -420,18 +420,28 @@ class SqliteStore(SqliteFollows):
         unique = list(out)
         if heads is not None and lowest is not None:  # skip feeds with nothing at or above the floor
             unique = [feed for feed in unique if heads.may_hold(feed, lowest)]
+        newest = tag is None and limit > 0 and (bounds is None or bounds.upper() is None)
+        asked = unique
+        if heads is not None and newest:  # feeds whose window holds the answer need no SQL
+            asked = []
+            for feed in unique:
+                held = heads.newest(feed, lowest, limit)
+                if held is None:
+                    asked.append(feed)
+                else:
+                    out[feed] = held
         # Every feed's part is the same query with its own key (the first argument): built once.
         sql, args = range_query(f"feed, {ENTRY_COLS}", "", bounds, tag)
         part, rest = f"SELECT * FROM ({sql} LIMIT ?)", [*args[1:], limit]
-        for start in range(0, len(unique), 50):  # one statement per 50 feeds: bounded SQL size
-            batch = unique[start : start + 50]
+        for start in range(0, len(asked), 50):  # one statement per 50 feeds: bounded SQL size
+            batch = asked[start : start + 50]
             params = [x for feed in batch for x in (feed, *rest)]
             rows = self._read(" UNION ALL ".join([part] * len(batch)), params)
             for row, entry in zip(rows, entries_of([r[1:] for r in rows]), strict=True):
                 out[row[0]].append(entry)
-        if heads is not None and tag is None and limit > 0 and (bounds is None or bounds.upper() is None):
-            for feed in unique:
-                heads.learned(feed, out[feed][0].id if out[feed] else None, lowest)
+        if heads is not None and newest:
+            for feed in asked:
+                heads.learned(feed, out[feed], lowest, limit)
         for feed in unique:
             if self._pending.has(feed):
                 pending = self._pending.newest_first(feed, bounds, tag)

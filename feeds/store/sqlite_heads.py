@@ -15,13 +15,27 @@ Safety: the bound may be too high, never too low.
   thread keeps no bounds.
 Removals leave bounds as they are (still upper bounds).  Pending pushes are not counted: reads merge
 them separately.
+
+Windows.  On the full dataset a read still queries about 5 pulled feeds that have something above
+its floor, ~90 us of its ~280 us.  The same read of the newest entries also leaves a window: the
+newest ``WINDOW`` stored entries of the feed, with the id at and above which the window holds every
+stored entry.  A later newest-entries read answers from the window when it can tell the answer is
+complete.  Any write that touches a row at or above a window's floor (an insert, a delete, an update:
+triggers as for the bounds) drops the window, and the next read learns it again from SQL.  Windows
+are learned only from committed state: a write group runs in one loop callback, so no read sees it
+half done, and a rolled-back row already dropped its window when it was written.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+
+from feeds.store.base import Entry
 
 MAX_FEEDS = 100_000
+WINDOW = 32  # entries kept per feed: a default page (25) and a little more
+MAX_WINDOWS = 4096  # a bounded memo (about 30 MB at most): cleared when full, learned again
 
 # The trigger calls into Python only for feeds with a bound (listed in a temporary table): a merge
 # inserts thousands of rows a second, nearly all into timelines no read has pulled.
@@ -30,6 +44,12 @@ CREATE TEMP TABLE IF NOT EXISTS feeds_bounded(feed TEXT PRIMARY KEY) WITHOUT ROW
 CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads AFTER INSERT ON main.entries
 WHEN NEW.feed IN (SELECT feed FROM temp.feeds_bounded)
 BEGIN SELECT feeds_entry_added(NEW.feed, NEW.id); END;
+CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads_gone AFTER DELETE ON main.entries
+WHEN OLD.feed IN (SELECT feed FROM temp.feeds_bounded)
+BEGIN SELECT feeds_entry_changed(OLD.feed, OLD.id); END;
+CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads_set AFTER UPDATE ON main.entries
+WHEN OLD.feed IN (SELECT feed FROM temp.feeds_bounded) OR NEW.feed IN (SELECT feed FROM temp.feeds_bounded)
+BEGIN SELECT feeds_entry_changed(OLD.feed, OLD.id), feeds_entry_changed(NEW.feed, NEW.id); END;
 """
 
 
@@ -39,26 +59,56 @@ class Heads:
 
     def __init__(self, writer: sqlite3.Connection) -> None:
         self._newest: dict[str, int] = {}
+        self._windows: dict[str, tuple[int, tuple[Entry, ...]]] = {}  # feed -> (floor, newest first)
         self._writer = writer
         writer.create_function("feeds_entry_added", 2, self.added)
+        writer.create_function("feeds_entry_changed", 2, self.changed)
         writer.executescript(_SCHEMA)
 
     def added(self, feed: str, ident: int) -> None:
         bound = self._newest.get(feed)
         if bound is not None and ident > bound:
             self._newest[feed] = ident
+        self.changed(feed, ident)
+
+    def changed(self, feed: str, ident: int) -> None:
+        window = self._windows.get(feed)
+        if window is not None and ident >= window[0]:
+            del self._windows[feed]
 
     def may_hold(self, feed: str, lowest: int) -> bool:
         """Whether ``feed`` may hold an entry with an id at or above ``lowest``."""
         bound = self._newest.get(feed)
         return bound is None or bound >= lowest
 
-    def learned(self, feed: str, newest: int | None, lowest: int | None) -> None:
-        """A read of ``feed``'s newest entries at or above ``lowest`` (None: all) returned ``newest``
-        first, or nothing (None)."""
+    def newest(self, feed: str, lowest: int | None, limit: int) -> list[Entry] | None:
+        """The stored answer to a read of ``feed``'s newest ``limit`` entries at or above ``lowest``
+        (None: all), if its window holds it whole; None otherwise."""
+        window = self._windows.get(feed)
+        if window is None:
+            return None
+        floor, entries = window
+        low = 0 if lowest is None else lowest
+        got = [e for e in entries if e.id >= low]
+        if len(got) >= limit:
+            return got[:limit]  # every stored entry above the window's floor is in it
+        return got if low >= floor else None
+
+    def learned(self, feed: str, entries: Sequence[Entry], lowest: int | None, limit: int) -> None:
+        """A read of ``feed``'s newest ``limit`` stored entries at or above ``lowest`` (None: all)
+        returned ``entries``, newest first."""
         if feed not in self._newest:
             if len(self._newest) >= MAX_FEEDS:  # a bounded memo: the next reads learn again
                 self._newest.clear()
+                self._windows.clear()
                 self._writer.execute("DELETE FROM temp.feeds_bounded")
             self._writer.execute("INSERT INTO temp.feeds_bounded(feed) VALUES (?)", (feed,))
-        self._newest[feed] = newest if newest is not None else -1 if lowest is None else lowest - 1
+        self._newest[feed] = entries[0].id if entries else -1 if lowest is None else lowest - 1
+        kept = tuple(entries[:WINDOW])
+        if len(entries) >= limit or len(kept) < len(entries):
+            floor = kept[-1].id if kept else 1 << 63  # a full page: complete only down to its last
+        else:
+            floor = 0 if lowest is None else lowest  # fewer than asked: nothing else at or above
+        if len(self._windows) >= MAX_WINDOWS and feed not in self._windows:
+            self._windows.clear()
+        self._windows[feed] = (floor, kept)

@@ -122,3 +122,89 @@ async def test_bounds_are_forgotten_together_when_the_memo_is_full(
         await store.add_entries([feed], [Entry(200)], cap=50)
         (got,) = await store.read_many([feed], limit=5, bounds=Bounds(gt=100))
         assert [e.id for e in got] == [200], feed
+
+
+# --- windows: the newest stored entries a read learned, answered again without SQL ---------------
+
+
+async def _newest(store: SqliteStore, floor: int | None, limit: int = 5) -> list[Entry]:
+    (got,) = await store.read_many([FEED], limit=limit, bounds=None if floor is None else Bounds(gte=floor))
+    return got
+
+
+async def test_a_newest_read_is_answered_again_from_the_window(store: SqliteStore) -> None:
+    await store.add_entries([FEED], [Entry(i, foreign_id=f"f{i}") for i in range(100, 110)], cap=50)
+    statements = _pulled_statements(store)
+    first = await _newest(store, None)
+    assert [e.id for e in first] == [109, 108, 107, 106, 105]
+    assert await _newest(store, None) == first
+    assert [e.id for e in await _newest(store, 107)] == [109, 108, 107]  # above the window's floor
+    assert [e.id for e in await _newest(store, None, limit=3)] == [109, 108, 107]
+    assert len(statements) == 1
+    # Below the window's floor (105) the window cannot tell what it lacks: SQL again.
+    assert [e.id for e in await _newest(store, 103, limit=10)] == list(range(109, 102, -1))
+    assert len(statements) == 2
+    assert [e.id for e in await _newest(store, 104, limit=10)] == list(range(109, 103, -1))
+    assert len(statements) == 2  # the last read left a window down to 103: complete above 104
+
+
+async def _remove(store: SqliteStore, ident: int) -> None:
+    await store.remove_entries([FEED], [ident])
+
+
+async def _remove_by_foreign_id(store: SqliteStore, ident: int) -> None:
+    await store.remove_foreign_id(FEED, f"f{ident}")
+
+
+async def _retag(store: SqliteStore, ident: int) -> None:
+    await store.set_entry_columns([FEED], ident, group_key="g", tags=["t"])
+
+
+async def _mark(store: SqliteStore, ident: int) -> None:
+    await store.mark(FEED, [ident], seen=True, read=True)
+
+
+async def _trim(store: SqliteStore, ident: int) -> None:
+    await store.add_entries([FEED], [Entry(i) for i in range(ident + 100, ident + 110)], cap=3)
+
+
+@pytest.mark.parametrize("change", [_remove, _remove_by_foreign_id, _retag, _mark, _trim])
+async def test_every_change_to_a_row_in_the_window_is_seen_by_the_next_read(
+    store: SqliteStore, change: Callable[[SqliteStore, int], Awaitable[None]]
+) -> None:
+    await store.add_entries([FEED], [Entry(i, foreign_id=f"f{i}") for i in range(100, 110)], cap=50)
+    assert [e.id for e in await _newest(store, 100)] == [109, 108, 107, 106, 105]
+    await change(store, 107)
+    (fresh,) = await store.read_many([FEED], limit=5, bounds=Bounds(gte=100, lt=1 << 62))  # SQL only
+    assert await _newest(store, 100) == fresh
+    assert fresh != [Entry(i, foreign_id=f"f{i}") for i in (109, 108, 107, 106, 105)]
+
+
+async def test_a_change_below_the_window_keeps_it(store: SqliteStore) -> None:
+    await store.add_entries([FEED], [Entry(i, foreign_id=f"f{i}") for i in range(100, 110)], cap=50)
+    statements = _pulled_statements(store)
+    await _newest(store, 100)
+    await store.remove_entries([FEED], [101])
+    await store.add_entries([FEED], [Entry(99)], cap=50)
+    assert [e.id for e in await _newest(store, 100)] == [109, 108, 107, 106, 105]
+    assert len(statements) == 1
+
+
+async def test_windows_are_forgotten_together_when_their_memo_is_full(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.store import sqlite_heads
+
+    monkeypatch.setattr(sqlite_heads, "MAX_WINDOWS", 2)
+    feeds = ["u:1", "u:2", "u:3"]
+    for feed in feeds:
+        await store.add_entries([feed], [Entry(100)], cap=50)
+    statements = _pulled_statements(store)
+    for feed in feeds:
+        await store.read_many([feed], limit=5)  # the third clears the first two
+    (got,) = await store.read_many(["u:3"], limit=5)
+    assert [e.id for e in got] == [100] and len(statements) == 3  # u:3's window survived
+    for feed in feeds[:2]:
+        (got,) = await store.read_many([feed], limit=5)
+        assert [e.id for e in got] == [100], feed
+    assert len(statements) == 5
