@@ -421,15 +421,7 @@ class SqliteStore(SqliteFollows):
         if heads is not None and lowest is not None:  # skip feeds with nothing at or above the floor
             unique = [feed for feed in unique if heads.may_hold(feed, lowest)]
         newest = tag is None and limit > 0 and (bounds is None or bounds.upper() is None)
-        asked = unique
-        if heads is not None and newest:  # feeds whose window holds the answer need no SQL
-            asked = []
-            for feed in unique:
-                held = heads.newest(feed, lowest, limit)
-                if held is None:
-                    asked.append(feed)
-                else:
-                    out[feed] = held
+        asked = heads.answer(unique, lowest, limit, out) if heads is not None and newest else unique
         # Every feed's part is the same query with its own key (the first argument): built once.
         sql, args = range_query(f"feed, {ENTRY_COLS}", "", bounds, tag)
         part, rest = f"SELECT * FROM ({sql} LIMIT ?)", [*args[1:], limit]

@@ -81,6 +81,20 @@ class Heads:
         bound = self._newest.get(feed)
         return bound is None or bound >= lowest
 
+    def answer(
+        self, feeds: Sequence[str], lowest: int | None, limit: int, out: dict[str, list[Entry]]
+    ) -> list[str]:
+        """Puts into ``out`` the answers the windows hold to a read of each feed's newest ``limit``
+        stored entries at or above ``lowest``; returns the feeds left for SQL."""
+        asked = []
+        for feed in feeds:
+            held = self.newest(feed, lowest, limit)
+            if held is None:
+                asked.append(feed)
+            else:
+                out[feed] = held
+        return asked
+
     def newest(self, feed: str, lowest: int | None, limit: int) -> list[Entry] | None:
         """The stored answer to a read of ``feed``'s newest ``limit`` entries at or above ``lowest``
         (None: all), if its window holds it whole; None otherwise."""
@@ -95,8 +109,8 @@ class Heads:
         return got if low >= floor else None
 
     def learned(self, feed: str, entries: Sequence[Entry], lowest: int | None, limit: int) -> None:
-        """A read of ``feed``'s newest ``limit`` stored entries at or above ``lowest`` (None: all)
-        returned ``entries``, newest first."""
+        """A read of ``feed``'s newest ``limit`` (at least 1) stored entries at or above ``lowest``
+        (None: all) returned ``entries``, newest first."""
         if feed not in self._newest:
             if len(self._newest) >= MAX_FEEDS:  # a bounded memo: the next reads learn again
                 self._newest.clear()
@@ -106,7 +120,7 @@ class Heads:
         self._newest[feed] = entries[0].id if entries else -1 if lowest is None else lowest - 1
         kept = tuple(entries[:WINDOW])
         if len(entries) >= limit or len(kept) < len(entries):
-            floor = kept[-1].id if kept else 1 << 63  # a full page: complete only down to its last
+            floor = kept[-1].id  # a full page: complete only down to its last
         else:
             floor = 0 if lowest is None else lowest  # fewer than asked: nothing else at or above
         if len(self._windows) >= MAX_WINDOWS and feed not in self._windows:

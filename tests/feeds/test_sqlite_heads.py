@@ -108,16 +108,28 @@ async def test_a_store_writing_on_a_thread_keeps_no_bounds(tmp_path: Path) -> No
         assert [e.id for e in got] == [100] and none == [] and len(statements) == 2
 
 
-async def test_bounds_are_forgotten_together_when_the_memo_is_full(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _fill_a_memo_of_two(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, memo: str, bounds: Bounds | None
+) -> tuple[list[str], list[str]]:
+    """Three feeds, each holding entry 100 and read once with ``memo`` (a limit of
+    :mod:`feeds.store.sqlite_heads`) set to 2: the third read clears what the first two left.
+    Returns the feeds and the pulled-feed statements run so far (and from now on)."""
     from feeds.store import sqlite_heads
 
-    monkeypatch.setattr(sqlite_heads, "MAX_FEEDS", 2)
+    monkeypatch.setattr(sqlite_heads, memo, 2)
     feeds = ["u:1", "u:2", "u:3"]
     for feed in feeds:
         await store.add_entries([feed], [Entry(100)], cap=50)
-        await store.read_many([feed], limit=5, bounds=Bounds(gt=10))  # the third clears the first two
+    statements = _pulled_statements(store)
+    for feed in feeds:
+        await store.read_many([feed], limit=5, bounds=bounds)
+    return feeds, statements
+
+
+async def test_bounds_are_forgotten_together_when_the_memo_is_full(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feeds, _ = await _fill_a_memo_of_two(store, monkeypatch, "MAX_FEEDS", Bounds(gt=10))
     for feed in feeds:
         await store.add_entries([feed], [Entry(200)], cap=50)
         (got,) = await store.read_many([feed], limit=5, bounds=Bounds(gt=100))
@@ -193,15 +205,7 @@ async def test_a_change_below_the_window_keeps_it(store: SqliteStore) -> None:
 async def test_windows_are_forgotten_together_when_their_memo_is_full(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feeds.store import sqlite_heads
-
-    monkeypatch.setattr(sqlite_heads, "MAX_WINDOWS", 2)
-    feeds = ["u:1", "u:2", "u:3"]
-    for feed in feeds:
-        await store.add_entries([feed], [Entry(100)], cap=50)
-    statements = _pulled_statements(store)
-    for feed in feeds:
-        await store.read_many([feed], limit=5)  # the third clears the first two
+    feeds, statements = await _fill_a_memo_of_two(store, monkeypatch, "MAX_WINDOWS", None)
     (got,) = await store.read_many(["u:3"], limit=5)
     assert [e.id for e in got] == [100] and len(statements) == 3  # u:3's window survived
     for feed in feeds[:2]:
