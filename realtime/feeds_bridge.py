@@ -70,6 +70,7 @@ def build_store(settings: Settings) -> Store:
             durability=durability,
             cache_mb=settings.feeds_cache_mb,
             lock_pages=settings.feeds_lock_pages,
+            prewarm=settings.feeds_prewarm,
         )
     from feeds.store.redis import RedisStore
 

@@ -72,6 +72,7 @@ class Settings:
     feeds_durability: str = "normal"  # "full": fsync every commit group
     feeds_cache_mb: int = 512  # SQLite page cache per connection, stores of 1 GiB or more (see sqlite_cache)
     feeds_lock_pages: bool = True  # mlock a mapped store and its WAL (see sqlite_resident)
+    feeds_prewarm: bool = True  # load a store that fits feeds_cache_mb into it after start (sqlite_prewarm)
     # [broker]
     broker: str = "memory://"
     routing: str = "filter"

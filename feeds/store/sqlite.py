@@ -62,9 +62,11 @@ from feeds.store.sqlite_pending import (
     Push,
     dump_pushes,
     merge_newest_first,
+    merge_oldest_first,
     record_drops,
     replay_log,
 )
+from feeds.store.sqlite_prewarm import start_prewarm, stop_prewarm
 from feeds.store.sqlite_resident import Resident
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
@@ -102,11 +104,14 @@ class SqliteStore(SqliteFollows):
         max_pending: int = MAX_PENDING,
         cache_mb: int = CACHE_MB,
         lock_pages: bool = True,
+        prewarm: bool = True,
     ) -> None:
         self._path = path
         self._cache_mb = cache_mb
         self._plan: CachePlan | None = None  # the loop connection's
         self._resident = Resident(path, wal_limit_bytes(wal_limit_frames)) if lock_pages else None
+        self._prewarm = prewarm
+        self._warming: asyncio.Task[None] | None = None
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,
@@ -169,6 +174,8 @@ class SqliteStore(SqliteFollows):
         # Bounds need reads and writes to share one connection: only the loop writer gives that.
         self._heads = Heads(self._reader) if self._sync == "NORMAL" else None
         self._behind.start()
+        if self._prewarm and self._sync == "NORMAL":  # see sqlite_prewarm: only the loop writer keeps it
+            self._warming = start_prewarm(self._reader, self._cache_mb)
 
     @property
     def wal_restarts(self) -> int:
@@ -184,6 +191,7 @@ class SqliteStore(SqliteFollows):
         return await self._behind.merge()
 
     async def close(self) -> None:
+        await stop_prewarm(self._warming)
         if self._reader is not None:
             await self._behind.close()
         if self._resident is not None:  # first: the last connection to close deletes the WAL
@@ -236,12 +244,10 @@ class SqliteStore(SqliteFollows):
         self, app: str, pairs: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], Activity]:
         out: dict[tuple[str, int], Activity] = {}
+        sql = "SELECT body FROM activities WHERE app=? AND foreign_id=? AND time_us=?"
         for fid, time_us in pairs:
-            rows = self._read(
-                "SELECT body FROM activities WHERE app=? AND foreign_id=? AND time_us=?", (app, fid, time_us)
-            )
-            if rows:
-                out[(fid, time_us)] = Activity.loads(rows[0][0])
+            for (body,) in self._read(sql, (app, fid, time_us)):  # the index is unique: one row at most
+                out[(fid, time_us)] = Activity.loads(body)
         return out
 
     async def replace_activities(self, app: str, activities: Sequence[Activity]) -> None:
@@ -445,12 +451,8 @@ class SqliteStore(SqliteFollows):
             f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id>=? ORDER BY id LIMIT ?",
             (feed, lowest, limit),
         )
-        stored = entries_of(rows)
         pending = self._pending.newest_first(feed, Bounds(gte=lowest), None)
-        if not pending:
-            return stored
-        have = {e.id for e in stored}
-        return sorted([*stored, *(e for e in pending if e.id not in have)], key=lambda e: e.id)[:limit]
+        return merge_oldest_first(entries_of(rows), pending, limit)
 
     async def set_entry_columns(
         self, feeds: Sequence[str], activity_id: int, *, group_key: str, tags: Sequence[str]
@@ -476,8 +478,7 @@ class SqliteStore(SqliteFollows):
             f"SELECT {ENTRY_COLS} FROM entries WHERE feed=? AND id IN ({marks(len(ids))}) ORDER BY id DESC",
             [feed, *ids],
         )
-        stored = entries_of(rows)
-        return merge_newest_first(stored, self._pending.by_ids(feed, ids), 0, len(ids))
+        return merge_newest_first(entries_of(rows), self._pending.by_ids(feed, ids), 0, len(ids))
 
     async def mark(self, feed: str, ids: Sequence[int] | None, *, seen: bool, read: bool) -> None:
         sets = ", ".join(s for s, on in (("seen=1", seen), ("read=1", read)) if on)

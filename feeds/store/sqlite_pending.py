@@ -211,6 +211,14 @@ def merge_newest_first(
     return merged[offset : offset + limit]
 
 
+def merge_oldest_first(stored: list[Entry], pending: list[Entry], limit: int) -> list[Entry]:
+    """``stored`` (oldest first, limited) with ``pending`` merged in, the ``limit`` oldest."""
+    if not pending:
+        return stored
+    have = {e.id for e in stored}
+    return sorted([*stored, *(e for e in pending if e.id not in have)], key=lambda e: e.id)[:limit]
+
+
 def record_drops(conn: sqlite3.Connection, drops: Sequence[tuple[str, int]]) -> None:
     conn.executemany("INSERT OR IGNORE INTO push_log_drops(feed, id) VALUES (?, ?)", drops)
 
