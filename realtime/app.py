@@ -118,7 +118,10 @@ class RealtimeApp:
 
     async def health(self, request: Request) -> Response:
         status = 503 if self.server.closing else 200
-        return JSONResponse({"status": "stopping" if status == 503 else "ok", "node": self.node_id}, status)
+        body = {"status": "stopping" if status == 503 else "ok", "node": self.node_id}
+        if getattr(self.feeds.store, "cache_loading", False):  # serving, but slower until loaded
+            body["feeds_cache"] = "loading"
+        return JSONResponse(body, status)
 
     async def metrics(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

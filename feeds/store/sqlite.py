@@ -30,8 +30,9 @@ Ids are AUTOINCREMENT, so a deleted id never comes back.  One process owns the f
 :meth:`SqliteStore.start` releases every lease: rows found then were orphaned by a crash.
 
 Residency.  A store read through its memory map, and its WAL, are locked in memory by a side
-thread (:mod:`feeds.store.sqlite_resident`), and temp files are kept in memory: the loop does file
-I/O, and a page the host took back is a disk read the whole loop waits for.
+thread, a larger store that fits its cache is loaded into it after start
+(:mod:`feeds.store.sqlite_residency`), and temp files are kept in memory: the loop does file I/O,
+and a page the host took back is a disk read the whole loop waits for.
 
 Durability.  ``synchronous`` is ``NORMAL`` by default: a write acknowledged to its caller survives a
 killed process (the WAL frame is in the OS), and a power loss may drop the last transactions.  Set
@@ -52,7 +53,6 @@ import orjson
 from feeds.activity import Activity
 from feeds.store.base import Bounds, ClaimedJob, Entry, Post, Posted, PushJob, Staged
 from feeds.store.body_cache import BodyCache
-from feeds.store.sqlite_cache import CachePlan, db_bytes, plan_for
 from feeds.store.sqlite_commit import GroupCommit
 from feeds.store.sqlite_follows import Memo, SqliteFollows
 from feeds.store.sqlite_heads import Heads
@@ -66,8 +66,7 @@ from feeds.store.sqlite_pending import (
     record_drops,
     replay_log,
 )
-from feeds.store.sqlite_prewarm import start_prewarm, stop_prewarm
-from feeds.store.sqlite_resident import Resident
+from feeds.store.sqlite_residency import Residency
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     SCHEMA,
@@ -107,11 +106,8 @@ class SqliteStore(SqliteFollows):
         prewarm: bool = True,
     ) -> None:
         self._path = path
-        self._cache_mb = cache_mb
-        self._plan: CachePlan | None = None  # the loop connection's
-        self._resident = Resident(path, wal_limit_bytes(wal_limit_frames)) if lock_pages else None
-        self._prewarm = prewarm
-        self._warming: asyncio.Task[None] | None = None
+        wal_cap = wal_limit_bytes(wal_limit_frames)
+        self._residency = Residency(path, wal_cap, cache_mb, lock_pages=lock_pages, prewarm=prewarm)
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,
@@ -147,19 +143,12 @@ class SqliteStore(SqliteFollows):
         # its directory, then creates and deletes a file, on the loop (seen: one access("/var/tmp")
         # waited 530 ms for an evicted directory block while the disk synced a checkpoint).
         conn.execute("PRAGMA temp_store=MEMORY")
-        plan_for(db_bytes(conn), self._cache_mb).apply(conn)
+        self._residency.apply(conn)
         return conn
 
     def _replan(self) -> None:
-        """Switch the loop connection's caching once the database has grown past 1 GiB."""
-        if self._reader is None:
-            return
-        plan = plan_for(db_bytes(self._reader), self._cache_mb)
-        if plan != self._plan:
-            plan.apply(self._reader)
-            self._plan = plan
-            if self._resident is not None:
-                self._resident.wanted = plan.mmap_bytes > 0
+        if self._reader is not None:
+            self._residency.replan(self._reader)
 
     async def start(self) -> None:
         setup = self._connect()
@@ -168,14 +157,15 @@ class SqliteStore(SqliteFollows):
         replay_log(setup)  # pushes a killed process left pending (see "Pending pushes")
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
-        self._replan()
-        if self._resident is not None:
-            self._resident.start()
+        self._residency.start(self._reader, loop_writes=self._sync == "NORMAL")
         # Bounds need reads and writes to share one connection: only the loop writer gives that.
         self._heads = Heads(self._reader) if self._sync == "NORMAL" else None
         self._behind.start()
-        if self._prewarm and self._sync == "NORMAL":  # see sqlite_prewarm: only the loop writer keeps it
-            self._warming = start_prewarm(self._reader, self._cache_mb)
+
+    @property
+    def cache_loading(self) -> bool:
+        """Whether the store's pages are still being loaded into its cache (sqlite_prewarm)."""
+        return self._residency.loading
 
     @property
     def wal_restarts(self) -> int:
@@ -191,11 +181,9 @@ class SqliteStore(SqliteFollows):
         return await self._behind.merge()
 
     async def close(self) -> None:
-        await stop_prewarm(self._warming)
         if self._reader is not None:
             await self._behind.close()
-        if self._resident is not None:  # first: the last connection to close deletes the WAL
-            await asyncio.to_thread(self._resident.stop)
+        await self._residency.close()  # first: the last connection to close deletes the WAL
         reader, self._reader = self._reader, None
         await self._commits.close()
         if reader is not None:

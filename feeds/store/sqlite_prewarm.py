@@ -11,8 +11,9 @@ after 70 s of load, so nearly every timeline read of a run was a first read of i
 :class:`Prewarm` walks the B-trees the hot paths read, in key order, one slice of rows per step: a
 slice asks for the row ``ROWS`` past its cursor, which reads every page on the way, and one that
 finds none has walked the tree's tail.  It runs on the loop's own connection, because the page
-cache belongs to a connection.  After each slice it sleeps as long as the slice took, so requests
-keep at least half of the loop while it runs.
+cache belongs to a connection.  After each slice it lets whatever is ready run; if that took more
+than a moment (requests are coming in), it also sleeps as long as the slice took, so requests keep
+at least half of the loop while it runs.  On an idle node it goes at full speed.
 
 It is started only when the whole file fits the cache bound (a smaller cache would evict what the
 walk loaded first), and only with the loop writer (``normal`` durability), whose reads and writes
@@ -36,6 +37,7 @@ from feeds.store.sqlite_cache import db_bytes, plan_for
 
 log = logging.getLogger(__name__)
 ROWS = 8192  # rows per slice: about 2 ms of the loop on the full dataset here
+BUSY_S = 0.0002  # the loop ran other work for longer than this between two slices: it is not idle
 
 # Each B-tree as (what to name in FROM, its key columns in order), the read path's small ones first
 # and the timelines, most of the file, last.  activities_fid is left out: a partial index can only
@@ -93,7 +95,10 @@ class Prewarm:
             if not rows:
                 return  # fewer than a slice's rows were left, and this slice walked them
             cursor = rows[0]
-            await asyncio.sleep(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            await asyncio.sleep(0)  # whatever became ready during the slice runs now
+            if time.perf_counter() - began - took > BUSY_S:  # requests are waiting: as much again to them
+                await asyncio.sleep(took)
 
 
 def start_prewarm(conn: sqlite3.Connection, cache_mb: int) -> asyncio.Task[None] | None:

@@ -5,7 +5,9 @@ notifier) serves a dataset from ``dataset.py`` on one pinned core; locust (``loc
 90 % timeline reads of 25 hydrated activities, 10 % writes) runs on the other.  For every rate it
 reports what the load generator saw (requests/s served, read and write p50/p99, failures) and what
 the server spent: CPU-seconds per request, read from /proc, which is the figure that survives a
-noisy machine.  ``--generator locust`` (the locustfile, the issue's instrument) or ``mix`` (mix.py,
+noisy machine.  Before the first rate it waits while ``/health`` says the feed store is still loading
+its page cache (``feeds_prewarm``, stores of 1 GiB or more that fit ``feeds_cache_mb``), and
+prints how long.  ``--generator locust`` (the locustfile, the issue's instrument) or ``mix`` (mix.py,
 open loop, sub-millisecond floor: locust's own floor is p50 6 ms / p99 15 ms here), or ``both``.
 
     python3 loadtest/feeds/bench_http.py --db /path/feeds-bench.db --users 10000 --rates 500,1000,1500
@@ -50,6 +52,19 @@ def wait_healthy(port: int, deadline_s: float) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("the node did not become healthy")
+
+
+def wait_loaded(port: int, deadline_s: float) -> float:
+    """Wait while ``/health`` says the feed store is still loading its page cache
+    (``feeds_prewarm``): runs measure the node as it serves once started, not its first minute.
+    Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline_s:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+            if "feeds_cache" not in json.loads(reply.read()):
+                return time.monotonic() - started
+        time.sleep(1.0)
+    raise RuntimeError("the node's feed store did not finish loading its page cache")
 
 
 def start_node(store: str, port: int, core: str, config: str | None) -> subprocess.Popen[bytes]:
@@ -134,6 +149,7 @@ def main() -> None:
         node = start_node(store, args.port, args.server_core, args.config)
         try:
             wait_healthy(args.port, 60)
+            print(json.dumps({"cache_loaded_after_s": round(wait_loaded(args.port, 900), 1)}), flush=True)
             generators = ["mix", "locust"] if args.generator == "both" else [args.generator]
             for rate in (int(r) for r in args.rates.split(",")):
                 for generator in generators:

@@ -9,10 +9,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers.sqlite_store import running
 
-from feeds.store import sqlite_cache
+from feeds.store import sqlite_cache, sqlite_prewarm
 from feeds.store.base import Entry
 from feeds.store.sqlite import SqliteStore
 from feeds.store.sqlite_pending import PENDING_SCHEMA
@@ -121,8 +122,8 @@ async def test_a_large_store_that_fits_its_cache_is_loaded_and_still_serves(
     large(monkeypatch)
     store = SqliteStore(path, cache_mb=64)
     async with running(store):
-        assert store._warming is not None
-        await store._warming
+        assert store._residency.warming is not None
+        await store._residency.warming
         assert [e.id for e in await store.read_entries("a/user:7", limit=3)] == [5, 4, 3]
 
 
@@ -139,9 +140,51 @@ async def test_no_walk(
 ) -> None:
     large(monkeypatch)
     async with running(SqliteStore(str(tmp_path / "f.db"), **options)) as store:
-        assert store._warming is None, why
+        assert store._residency.warming is None, why
 
 
 async def test_a_mapped_store_is_not_walked(tmp_path: Path) -> None:
     async with running(SqliteStore(str(tmp_path / "f.db"))) as store:
-        assert store._warming is None  # a store under 1 GiB lives in the OS page cache, mapped
+        assert store._residency.warming is None  # a store under 1 GiB lives in the OS page cache, mapped
+
+
+async def test_health_says_the_cache_is_loading_until_the_walk_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.asgi_server import serving
+
+    from realtime.app import create_app
+    from realtime.broker.memory import MemoryBroker, MemoryHub
+    from realtime.settings import Settings
+
+    large(monkeypatch)
+    release = asyncio.Event()
+
+    async def held_walk(self: Prewarm) -> None:
+        await release.wait()
+
+    monkeypatch.setattr(sqlite_prewarm.Prewarm, "run", held_walk)
+    app = create_app(
+        Settings(node_id="n", feeds_store=f"sqlite:{tmp_path / 'f.db'}"), MemoryBroker("n", MemoryHub())
+    )
+    async with serving(app) as url, httpx.AsyncClient(timeout=10) as http:
+        loading = await http.get(url + "/health")
+        assert (loading.status_code, loading.json()) == (
+            200,
+            {"status": "ok", "node": "n", "feeds_cache": "loading"},
+        )
+        release.set()
+        await asyncio.sleep(0)
+        assert (await http.get(url + "/health")).json() == {"status": "ok", "node": "n"}
+
+
+@pytest.mark.parametrize(("value", "walks"), [(None, True), ("false", False)])
+def test_the_node_setting_reaches_the_store(tmp_path: Path, value: str | None, walks: bool) -> None:
+    from realtime.feeds_bridge import build_store
+    from realtime.settings import load_settings
+
+    env = {"REALTIME_FEEDS_STORE": f"sqlite:{tmp_path / 'f.db'}"}
+    if value is not None:
+        env["REALTIME_FEEDS_PREWARM"] = value
+    store = build_store(load_settings(env=env))
+    assert isinstance(store, SqliteStore) and store._residency.prewarm is walks

@@ -105,10 +105,10 @@ async def test_a_store_locks_its_mapped_files_and_releases_them_when_closed(tmp_
         feeds = [f"a/user:{i}" for i in range(300)]
         await store.add_entries(feeds, [Entry(i) for i in range(1, 11)], cap=100)
         await store.merge_pending()
-        assert store._resident is not None
-        store._resident.step()  # the side thread does this every second
+        assert store._residency.resident is not None
+        store._residency.resident.step()  # the side thread does this every second
         db = (tmp_path / "f.db").stat().st_size
-        assert store._resident.locked_bytes >= db - PAGE
+        assert store._residency.resident.locked_bytes >= db - PAGE
         assert locked_kib() - before >= (db - PAGE) // 1024
         assert store._read("PRAGMA temp_store") == [(2,)]  # memory: no temp files on the loop
     assert locked_kib() == before
@@ -120,7 +120,7 @@ async def test_a_store_can_be_told_not_to_lock(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "f.db"), lock_pages=False)
     async with running(store):
         await store.add_entries(["a/user:1"], [Entry(1)], cap=10)
-        assert store._resident is None and locked_kib() == before
+        assert store._residency.resident is None and locked_kib() == before
 
 
 REFUSED = """
@@ -133,9 +133,9 @@ async def main():
     await store.start()
     try:
         await store.add_entries(["a/user:1"], [Entry(1)], cap=10)
-        store._resident.step()
+        store._residency.resident.step()
         assert (await store.read_entries("a/user:1", limit=5))[0].id == 1
-        print(store._resident.refused is not None, store._resident.locked_bytes)
+        print(store._residency.resident.refused is not None, store._residency.resident.locked_bytes)
     finally:
         await store.close()
 asyncio.run(main())
@@ -176,7 +176,7 @@ def test_the_node_setting_reaches_the_store(tmp_path: Path, value: str | None, l
     if value is not None:
         env["REALTIME_FEEDS_LOCK_PAGES"] = value
     store = build_store(load_settings(env=env))
-    assert isinstance(store, SqliteStore) and (store._resident is not None) is locks
+    assert isinstance(store, SqliteStore) and (store._residency.resident is not None) is locks
 
 
 async def test_the_locking_thread_runs_at_the_lowest_priority_and_the_checkpointer_does_not(
