@@ -3,8 +3,8 @@
 A store of 1 GiB or more is read through SQLite's own page cache (:mod:`feeds.store.sqlite_cache`),
 which starts empty.  Until a page has been read once, a read that needs it asks the OS for it on the
 event loop: a copy from the OS page cache, or a disk read where the host has taken the file back.
-On the full benchmark dataset (5.47 GB, 100k users read at random), a node had read about 1 GB of it
-after 70 s of load, so nearly every timeline read of a run was a first read of its pages.  At
+On the full benchmark dataset (5.47 GB, 100k users read at random), a node's resident memory was
+1.1 GB after 70 s of load: nearly every timeline read of a run was a first read of its pages.  At
 1500 requests/s that node fell behind, and the same node with its cache loaded first kept up
 (``docs/BENCHMARKS.md``, ninth session).
 
