@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.sqlite_store import running
+from helpers.sqlite_store import node_store, running
 
 from feeds.store import sqlite_cache, sqlite_prewarm
 from feeds.store.base import Entry
@@ -180,11 +180,5 @@ async def test_health_says_the_cache_is_loading_until_the_walk_ends(
 
 @pytest.mark.parametrize(("value", "walks"), [(None, True), ("false", False)])
 def test_the_node_setting_reaches_the_store(tmp_path: Path, value: str | None, walks: bool) -> None:
-    from realtime.feeds_bridge import build_store
-    from realtime.settings import load_settings
-
-    env = {"REALTIME_FEEDS_STORE": f"sqlite:{tmp_path / 'f.db'}"}
-    if value is not None:
-        env["REALTIME_FEEDS_PREWARM"] = value
-    store = build_store(load_settings(env=env))
-    assert isinstance(store, SqliteStore) and store._residency.prewarm is walks
+    store = node_store(tmp_path / "f.db", **({} if value is None else {"REALTIME_FEEDS_PREWARM": value}))
+    assert store._residency.prewarm is walks

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers.sqlite_store import running
+from helpers.sqlite_store import node_store, running
 
 from feeds.store.base import Entry
 from feeds.store.side_thread import LOWEST, yield_to_loop
@@ -169,14 +169,8 @@ def test_a_side_thread_yields_the_core_to_the_loop() -> None:
 
 @pytest.mark.parametrize(("value", "locks"), [(None, True), ("false", False)])
 def test_the_node_setting_reaches_the_store(tmp_path: Path, value: str | None, locks: bool) -> None:
-    from realtime.feeds_bridge import build_store
-    from realtime.settings import load_settings
-
-    env = {"REALTIME_FEEDS_STORE": f"sqlite:{tmp_path / 'f.db'}"}
-    if value is not None:
-        env["REALTIME_FEEDS_LOCK_PAGES"] = value
-    store = build_store(load_settings(env=env))
-    assert isinstance(store, SqliteStore) and (store._residency.resident is not None) is locks
+    store = node_store(tmp_path / "f.db", **({} if value is None else {"REALTIME_FEEDS_LOCK_PAGES": value}))
+    assert (store._residency.resident is not None) is locks
 
 
 async def test_the_locking_thread_runs_at_the_lowest_priority_and_the_checkpointer_does_not(
