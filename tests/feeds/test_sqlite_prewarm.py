@@ -182,3 +182,14 @@ async def test_health_says_the_cache_is_loading_until_the_walk_ends(
 def test_the_node_setting_reaches_the_store(tmp_path: Path, value: str | None, walks: bool) -> None:
     store = node_store(tmp_path / "f.db", **({} if value is None else {"REALTIME_FEEDS_PREWARM": value}))
     assert store._residency.prewarm is walks
+
+
+@pytest.mark.parametrize(("cache_mb", "walks"), [(10, False), (11, True)])
+async def test_the_file_must_fit_the_cache_with_room_for_page_headers(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, cache_mb: int, walks: bool
+) -> None:
+    large(monkeypatch)
+    monkeypatch.setattr(sqlite_prewarm, "db_bytes", lambda _: 10 * sqlite_prewarm.MIB)
+    task = sqlite_prewarm.start_prewarm(conn, cache_mb)
+    assert (task is not None) is walks
+    await stop_prewarm(task)
