@@ -18,9 +18,11 @@ at least half of the loop while it runs.  On an idle node it goes at full speed.
 It is started only when the whole file fits the cache bound with a tenth to spare (a smaller cache
 would evict what the walk loaded first), and only with the loop writer (``normal`` durability),
 whose reads and writes share the connection.  SQLite empties a connection's page cache when it
-finds that another connection has committed since its last read (``pagerBeginReadTransaction``).
-With ``full`` durability a thread writes through a connection of its own, so a loaded cache would
-not outlast the next commit.
+finds that another connection has committed since its last read (``pagerBeginReadTransaction``;
+seen here with strace: a scan of a 1057-page table read 1058 pages again after another connection
+committed one row, and 1 page after the scanning connection's own commit).  With ``full``
+durability a thread writes through a connection of its own, so a loaded cache would not outlast
+the next commit.
 """
 
 from __future__ import annotations
