@@ -131,13 +131,8 @@ class Fanout:
         Most pulled feeds have nothing above a read's floor (on the full dataset, about 17 of 25):
         an empty list would only cost a call here and a slot in the merge."""
         got = await self._store.read_many(targets, limit=need, bounds=bounds, tag=tag)
-        lists = []
-        for target, entries in zip(targets, got, strict=True):
-            if entries:
-                moved = _travelling(target, entries)
-                if moved:
-                    lists.append(moved)
-        return lists
+        pairs = zip(targets, got, strict=True)
+        return [moved for target, entries in pairs if entries and (moved := _travelling(target, entries))]
 
     async def _cap_boundary(self, feed_key: str, cap: int) -> int | None:
         """The id of the oldest entry the cap keeps, or None while the feed holds fewer."""

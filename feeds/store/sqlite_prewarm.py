@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
-from feeds.store.sqlite_cache import db_bytes, plan_for
+from feeds.store.sqlite_cache import db_bytes
 
 log = logging.getLogger(__name__)
 ROWS = 8192  # rows per slice: about 2 ms of the loop on the full dataset here
@@ -108,11 +108,10 @@ class Prewarm:
 
 
 def start_prewarm(conn: sqlite3.Connection, cache_mb: int) -> asyncio.Task[None] | None:
-    """A walk on the running loop, loading ``conn``'s cache, when the store is read through SQLite's
-    cache (not mapped) and fits it whole, with room for SQLite's page headers; None otherwise."""
+    """A walk on the running loop, loading ``conn``'s cache (the caller's is a store read through
+    SQLite's cache, not mapped), when the file fits it whole with room for SQLite's page headers;
+    None otherwise."""
     size = db_bytes(conn)
-    if plan_for(size, cache_mb).mmap_bytes > 0:
-        return None
     if size * SPARE > cache_mb * MIB:
         log.info(
             "feed store: %d MB does not fit its page cache with a tenth to spare (feeds_cache_mb = %d): "

@@ -44,7 +44,7 @@ class Residency:
         self.replan(loop_conn)
         if self.resident is not None:
             self.resident.start()
-        if self.prewarm and loop_writes:
+        if self.prewarm and loop_writes and self.plan is not None and self.plan.mmap_bytes == 0:
             self.warming = start_prewarm(loop_conn, self.cache_mb)
 
     @property
