@@ -86,14 +86,15 @@ class Fanout:
         return [f.target for f in await self._store.following(feed_key) if f.target not in pulled]
 
     async def read(
-        self, feed: FeedRef, *, need: int, bounds: Bounds, tag: str | None, cap: int
+        self, feed: FeedRef, *, need: int, bounds: Bounds, tag: str | None, cap: int, slim: bool = False
     ) -> list[Entry]:
-        """The newest ``need`` entries of ``feed``'s merged timeline within ``bounds``."""
+        """The newest ``need`` entries of ``feed``'s merged timeline within ``bounds``; ``slim``:
+        the caller uses only ids and origins (see :meth:`Store.read_entries`)."""
         plan = await self._store.read_plan(feed.key, self._config.pull_threshold)
         if not plan.following:
-            return await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
+            return await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag, slim=slim)
         await self._refresh(feed, plan, cap)
-        own = await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag)
+        own = await self._store.read_entries(feed.key, limit=need, bounds=bounds, tag=tag, slim=slim)
         lists: list[Sequence[Entry]] = [own]
         floor = own[-1].id if len(own) == need else None
         pulled_bounds = bounds if floor is None else _raise_lower(bounds, floor + 1)
@@ -136,7 +137,7 @@ class Fanout:
 
     async def _cap_boundary(self, feed_key: str, cap: int) -> int | None:
         """The id of the oldest entry the cap keeps, or None while the feed holds fewer."""
-        got = await self._store.read_entries(feed_key, limit=1, offset=cap - 1)
+        got = await self._store.read_entries(feed_key, limit=1, offset=cap - 1, slim=True)
         return got[0].id if got else None
 
 

@@ -108,7 +108,7 @@ class Reader:
             ranking = self._ranking(group.name, p.ranking) if p.ranking else None
             need = RANKING_WINDOW if ranking else p.offset + p.limit
             entries = await self._svc.fanout.read(
-                feed, need=need, bounds=p.bounds, tag=p.tag, cap=group.max_length
+                feed, need=need, bounds=p.bounds, tag=p.tag, cap=group.max_length, slim=True
             )
             if ranking is not None:
                 acts = await store.get_activities(app.app_id, [e.id for e in entries])

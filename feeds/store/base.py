@@ -322,8 +322,18 @@ class Store(Protocol):
         ...
 
     async def read_entries(
-        self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
-    ) -> list[Entry]: ...
+        self,
+        feed: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        bounds: Bounds | None = None,
+        tag: str | None = None,
+        slim: bool = False,
+    ) -> list[Entry]:
+        """Newest first.  ``slim``: the caller uses only ``id`` and ``origin`` (a flat page), so a
+        store may leave the other columns at their defaults."""
+        ...
 
     async def read_many(
         self, feeds: Sequence[str], *, limit: int, bounds: Bounds | None = None, tag: str | None = None

