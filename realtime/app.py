@@ -119,7 +119,7 @@ class RealtimeApp:
     async def health(self, request: Request) -> Response:
         status = 503 if self.server.closing else 200
         body = {"status": "stopping" if status == 503 else "ok", "node": self.node_id}
-        if getattr(self.feeds.store, "cache_loading", False):  # serving, but slower until loaded
+        if self.feeds.store.cache_loading:
             body["feeds_cache"] = "loading"
         return JSONResponse(body, status)
 

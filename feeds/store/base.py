@@ -244,6 +244,12 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def cache_loading(self) -> bool:
+        """Whether the store is still loading its data into memory after start: it serves, but
+        more slowly until it has (``/health`` says so)."""
+        ...
+
     # --- activity store -------------------------------------------------------------------------
     async def put_activities(self, app: str, activities: Sequence[Activity]) -> list[Activity]:
         """Store new activities (ids already minted); returns what is stored, in input order."""

@@ -81,6 +81,10 @@ class RedisStore:
             raise RuntimeError("RedisStore is not started")
         return self._redis
 
+    @property
+    def cache_loading(self) -> bool:
+        return False  # Redis holds its data in memory already
+
     async def start(self) -> None:
         # A blocking pool: a burst of concurrent requests waits for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(self._url, max_connections=self._max_connections)
