@@ -79,7 +79,7 @@ from feeds.store.sqlite_sql import (
     slim_entries_of,
 )
 from feeds.store.sqlite_stage import Staging, require_activity
-from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, wal_limit_bytes
+from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, wal_keep_bytes
 from feeds.store.trim import TrimSchedule
 
 T = TypeVar("T")
@@ -108,8 +108,8 @@ class SqliteStore(SqliteFollows):
         prewarm: bool = True,
     ) -> None:
         self._path = path
-        wal_cap = wal_limit_bytes(wal_limit_frames)
-        self._residency = Residency(path, wal_cap, cache_mb, lock_pages=lock_pages, prewarm=prewarm)
+        self._wal_cap = wal_keep_bytes(wal_limit_frames)
+        self._residency = Residency(path, self._wal_cap, cache_mb, lock_pages=lock_pages, prewarm=prewarm)
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,
@@ -145,6 +145,8 @@ class SqliteStore(SqliteFollows):
         # its directory, then creates and deletes a file, on the loop (seen: one access("/var/tmp")
         # waited 530 ms for an evicted directory block while the disk synced a checkpoint).
         conn.execute("PRAGMA temp_store=MEMORY")
+        # Where the WAL starts over (loop commits) it must shrink to its locked prefix: see sqlite_wal
+        conn.execute(f"PRAGMA journal_size_limit={self._wal_cap}")
         self._residency.apply(conn)
         return conn
 

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Literal
 
@@ -174,6 +175,30 @@ async def test_wal_stays_bounded_under_continuous_writes_and_reads_go_on(tmp_pat
     # runs here); without the keeper the WAL held every page written (tens of MB), and with the
     # keeper but no commits held back while checkpoints lag, 1.2-86 MB on a VM with slow fsyncs
     assert biggest < 4 * 1024 * 1024, biggest
+
+
+async def test_the_commit_that_starts_the_wal_over_cuts_it_back_to_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the limit the WAL is not locked in memory: a file left longer would be rewritten there
+    in place, and a page the kernel evicted would be read back from disk inside a loop commit."""
+    from feeds.store import sqlite_wal
+
+    monkeypatch.setattr(sqlite_wal, "HOLD_TIMEOUT_S", 0.0)  # no keeper here: commits need not wait for it
+    path = tmp_path / "f.db"
+    store = SqliteStore(str(path), wal_limit_frames=16, checkpoint_every_s=3600)  # no keeper passes
+    await store.start()
+    wal = f"{path}-wal"
+    try:
+        for n in range(1, 200):
+            await store._commits.write(_insert(n))
+        assert _size(wal) > 4 * 16 * 4096  # past what is kept, twice the limit
+        with closing(sqlite3.connect(path)) as other:  # copies every frame back: the next commit restarts
+            assert other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 0
+        await store._commits.write(_insert(200))
+        assert _size(wal) <= 2 * 16 * 4096
+    finally:
+        await store.close()
 
 
 async def test_commit_groups_are_bounded_by_rows_so_the_loop_runs_between_them(tmp_path: Path) -> None:
