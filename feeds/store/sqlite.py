@@ -108,8 +108,8 @@ class SqliteStore(SqliteFollows):
         prewarm: bool = True,
     ) -> None:
         self._path = path
-        self._wal_cap = wal_keep_bytes(wal_limit_frames)
-        self._residency = Residency(path, self._wal_cap, cache_mb, lock_pages=lock_pages, prewarm=prewarm)
+        self._wal_keep = wal_keep_bytes(wal_limit_frames)
+        self._residency = Residency(path, self._wal_keep, cache_mb, lock_pages=lock_pages, prewarm=prewarm)
         self._sync = "FULL" if durability == "full" else "NORMAL"
         self._commits = GroupCommit(
             self._connect,
@@ -146,7 +146,7 @@ class SqliteStore(SqliteFollows):
         # waited 530 ms for an evicted directory block while the disk synced a checkpoint).
         conn.execute("PRAGMA temp_store=MEMORY")
         # Where the WAL starts over (loop commits) it must shrink to its locked prefix: see sqlite_wal
-        conn.execute(f"PRAGMA journal_size_limit={self._wal_cap}")
+        conn.execute(f"PRAGMA journal_size_limit={self._wal_keep}")
         self._residency.apply(conn)
         return conn
 

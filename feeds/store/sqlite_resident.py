@@ -18,7 +18,7 @@ the commit that starts the WAL over, with that connection's ``journal_size_limit
 Set only on the checkpointer's connection, the WAL kept the size it had reached, and the loop
 rewrote the unlocked part past the locked prefix in place (seen on the full benchmark dataset:
 245-266 ms group commits in ``ext4_block_write_begin``, twice a minute at 1500 req/s).  Locked
-memory is the map's whole point here: a store under 1 GiB plus its WAL limit.  Where locking is
+memory is the map's whole point here: a store under 1 GiB plus twice its WAL limit.  Where locking is
 not allowed (``RLIMIT_MEMLOCK`` without ``CAP_IPC_LOCK``) the store works as before, and says so
 once in the log.
 """
