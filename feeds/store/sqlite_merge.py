@@ -3,8 +3,9 @@
 See :mod:`feeds.store.sqlite_pending` for why pushes wait.  A merge cycle runs when
 ``merge_rows`` entries are pending or the oldest logged push is ``merge_after_s`` old.  It walks the
 feeds with pending entries in key order and writes them in chunks of about ``MERGE_CHUNK_ROWS``
-rows, each its own group commit, so reads run between chunks; the last chunk also deletes the log
-records the cycle covered.  A chunk's entries leave the pending tier only once it is committed.
+rows, each its own group commit, so reads run between chunks; then it deletes the log records the
+cycle covered, ``FORGET_CHUNK_SEQS`` to a commit.  A chunk's entries leave the pending tier only once
+it is committed.
 Cycles started by the timer are paced (after each chunk they wait twice as long as it took, and
 long enough to spread the cycle over half the merge interval, unless pending entries pass half of
 ``max_pending``); explicit merges and the one at close are not.
@@ -41,14 +42,19 @@ MERGE_PACE = 2.0
 # chunks into about 3 s, a third of the core, and slow requests clustered at those times.  A paced
 # cycle is therefore also spread over half the merge interval (at most MERGE_SPREAD_MAX_S): each
 # timeline is still merged once per cycle, so the entries a page rewrite carries stay the same.
-MERGE_SPREAD_MAX_S = 5.0
-# A longer window puts more entries into each timeline page a cycle rewrites: on the 10k dataset at
-# 1500 req/s, cycles of ~120k entries cost ~9 us of CPU per entry against ~12 us for ~85k, and
-# doubling the window again gained nothing measurable.  Pending entries share their Entry objects
-# across followers: a pending entry is about one dict slot.
-MERGE_ROWS = 131_072
-MERGE_AFTER_S = 10.0
-MAX_PENDING = 524_288
+MERGE_SPREAD_MAX_S = 20.0
+# A longer window puts more entries into each timeline page a cycle rewrites.  On the 100k-user
+# dataset a cycle of 1500 posts (~96k entries, 10 s at 1500 req/s) lands about one entry per
+# timeline and cost 25-30 us of CPU per entry, one of 6000 posts (~385k) 16.6-16.8 us
+# (bench_write.py --merge-every); 12000 posts gained nothing more.  Pending entries share their
+# Entry objects across followers: a pending entry is about one dict slot.
+MERGE_ROWS = 393_216
+MERGE_AFTER_S = 40.0
+MAX_PENDING = 1_048_576
+# A cycle's log records go in commits of their own after its entries, this many to a commit: each
+# record holds a post's follower keys, and deleting a 6000-post cycle's records in one commit would
+# hold the loop for tens of ms (1500 records took ~10 ms on the 100k-user dataset).
+FORGET_CHUNK_SEQS = 256
 log = logging.getLogger("feeds.store")
 
 Write = Callable[[Callable[[sqlite3.Connection], Any], int], Awaitable[Any]]
@@ -157,24 +163,40 @@ class WriteBehind:
                 last = i >= len(feeds)
                 pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
                 due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
-                floor = p.floor_without(seqs) if last else None
                 ran: list[float] = []
-                await self._write(
-                    _chunk_op(pairs, due, seqs if last else None, floor, ran), max(1, len(pairs))
-                )
+                await self._write(_chunk_op(pairs, due, ran), max(1, len(pairs)))
                 took = time.perf_counter() - ran[0]  # from the chunk's first statement to here
                 self._fit_chunk(len(pairs), took)
-                if paced and not last and not self._hurried():
+                if paced and not last:
                     on_time = began + spread * min(1.0, (written + len(pairs)) / total)
-                    await asyncio.sleep(max(took * MERGE_PACE, on_time - time.perf_counter()))
+                    await self._pace(took, on_time)
                 for feed, entries, _ in chunk:
                     p.discard(feed, [e.id for e in entries])
                 written += len(pairs)
                 if last:
                     break
-            p.forget_seqs(seqs)
+            await self._forget(seqs, paced)
             self.cycles += 1
             return written
+
+    async def _forget(self, seqs: list[int], paced: bool) -> None:
+        """Delete the cycle's log records, now that every entry they hold is merged.  A crash
+        between two of these commits leaves records whose entries are all written: replaying them
+        inserts nothing (INSERT OR IGNORE), and the drops that keep removed entries from coming
+        back are deleted only with the last of them."""
+        p = self.pending
+        for at in range(0, max(1, len(seqs)), FORGET_CHUNK_SEQS):
+            piece = seqs[at : at + FORGET_CHUNK_SEQS]
+            last = at + FORGET_CHUNK_SEQS >= len(seqs)
+            ran: list[float] = []
+            await self._write(_forget_op(piece, last, p.floor_without(seqs) if last else None, ran), 1)
+            p.forget_seqs(piece)
+            if paced and not last:
+                await self._pace(time.perf_counter() - ran[0], 0.0)
+
+    async def _pace(self, took: float, on_time: float) -> None:
+        if not self._hurried():
+            await asyncio.sleep(max(took * MERGE_PACE, on_time - time.perf_counter()))
 
     def _spread_s(self) -> float:
         return min(MERGE_SPREAD_MAX_S, self._merge_after_s / 2)
@@ -191,17 +213,21 @@ class WriteBehind:
 
 
 def _chunk_op(
-    pairs: list[tuple[str, Entry]],
-    due: list[tuple[str, int]],
-    seqs: list[int] | None,
-    floor: int | None,
-    ran: list[float],
+    pairs: list[tuple[str, Entry]], due: list[tuple[str, int]], ran: list[float]
 ) -> Callable[[sqlite3.Connection], None]:
     def op(conn: sqlite3.Connection) -> None:
         ran.append(time.perf_counter())
         insert_rows(conn, pairs)
         trim_feeds(conn, due)
-        if seqs is not None:
-            forget_log(conn, seqs, floor)
+
+    return op
+
+
+def _forget_op(
+    seqs: list[int], last: bool, floor: int | None, ran: list[float]
+) -> Callable[[sqlite3.Connection], None]:
+    def op(conn: sqlite3.Connection) -> None:
+        ran.append(time.perf_counter())
+        forget_log(conn, seqs, floor, drops=last)
 
     return op

@@ -223,9 +223,14 @@ def record_drops(conn: sqlite3.Connection, drops: Sequence[tuple[str, int]]) -> 
     conn.executemany("INSERT OR IGNORE INTO push_log_drops(feed, id) VALUES (?, ?)", drops)
 
 
-def forget_log(conn: sqlite3.Connection, seqs: Sequence[int], floor: int | None) -> None:
-    """Drop merged log records, and the drops no remaining record could bring back."""
+def forget_log(
+    conn: sqlite3.Connection, seqs: Sequence[int], floor: int | None, *, drops: bool = True
+) -> None:
+    """Drop merged log records and, with ``drops``, the drops no remaining record could bring back
+    (``floor``: the lowest entry id of the records left, None if none is)."""
     conn.executemany("DELETE FROM push_log WHERE seq=?", [(s,) for s in seqs])
+    if not drops:
+        return
     if floor is None:
         conn.execute("DELETE FROM push_log_drops")
     else:

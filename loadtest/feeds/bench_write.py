@@ -7,6 +7,11 @@ store merge they cause is included, the final merge of what is still pending too
 is the whole cost of the pushes.  Reports CPU time per post and per pushed timeline entry
 (``time.process_time``: pin the process, e.g. ``taskset -c 1``).
 
+``--merge-every N`` merges after every N posts instead of on the store's own timer, and reports the
+CPU of those merges apart: a node at 150 posts/s with a 10 s window merges every 1500 posts, so
+comparing N says what a longer window saves per entry.  ``--cache-mb`` sets the store's page cache
+(the node's ``feeds_cache_mb``); the bench waits until the cache is loaded before it posts.
+
 Usage: taskset -c 1 python3 loadtest/feeds/bench_write.py --db feeds.db --users 10000 [--posts 1500]
 """
 
@@ -28,7 +33,8 @@ from dataset import APP, merge_pending
 
 from feeds.config import FanoutConfig
 from feeds.service import FeedService
-from feeds.store.sqlite import SqliteStore
+from feeds.store.sqlite import CACHE_MB, SqliteStore
+from feeds.store.sqlite_merge import MAX_PENDING, MERGE_AFTER_S, MERGE_ROWS
 
 
 def _entries(path: str) -> int:
@@ -38,9 +44,21 @@ def _entries(path: str) -> int:
 
 async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    store = SqliteStore(path)
+    never = 1 << 40  # with --merge-every, only the bench merges
+    windowed = args.merge_every > 0
+    store = SqliteStore(
+        path,
+        cache_mb=args.cache_mb,
+        merge_rows=never if windowed else MERGE_ROWS,
+        merge_after_s=float(never) if windowed else MERGE_AFTER_S,
+        max_pending=never if windowed else MAX_PENDING,
+    )
     svc = FeedService(store, [APP], fanout=FanoutConfig(pull_threshold=args.pull_threshold))
     await svc.start()
+    for _ in range(3600):  # loading a 6 GB file takes about a minute here; give up after 30
+        if not store.cache_loading:
+            break
+        await asyncio.sleep(0.5)
 
     async def post(i: int) -> None:
         user = str(rng.randrange(args.users))
@@ -52,11 +70,18 @@ async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
             await post(-1 - i)
         await merge_pending(store)
         before = _entries(path)
-        c0 = time.process_time()
+        c0, merging = time.process_time(), 0.0
         for i in range(args.posts):
             await post(i)
+            if windowed and (i + 1) % args.merge_every == 0:
+                await svc.drain()
+                m0 = time.process_time()
+                await merge_pending(store)
+                merging += time.process_time() - m0
         await svc.drain()
+        m0 = time.process_time()
         await merge_pending(store)
+        merging += time.process_time() - m0
         cpu = time.process_time() - c0
     finally:
         await svc.close()
@@ -69,6 +94,7 @@ async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
         "cpu_ms_per_post": cpu / args.posts * 1000,
         "cpu_us_per_entry": cpu / max(pushed, 1) * 1e6,
         "entries_per_cpu_s": pushed / cpu,
+        "merge_cpu_us_per_entry": merging / max(pushed, 1) * 1e6,
     }
 
 
@@ -82,6 +108,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--pull-threshold", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--merge-every", type=int, default=0, help="posts per merge (0: the store's timer)")
+    parser.add_argument("--cache-mb", type=int, default=CACHE_MB)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feeds-write-") as tmp:
         path = str(Path(tmp) / "feeds.db")

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from helpers.sqlite_store import running
 
+from feeds.store import sqlite_merge
 from feeds.store.base import Entry, Follow, Post
 from feeds.store.sqlite import SqliteStore
+from feeds.store.sqlite_pending import forget_log
 
 FOLLOWERS = [f"t:{i}" for i in range(1, 41)]
 
@@ -102,6 +104,42 @@ async def test_a_merge_writes_everything_pending_and_empties_the_log(tmp_path: P
                 "SELECT max(n) FROM (SELECT count(*) n FROM entries GROUP BY feed)"
             ).fetchone()
         assert most <= 10 + 32
+
+
+async def test_a_cycle_forgets_its_log_in_pieces_and_keeps_the_drops_until_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each piece is its own commit; a crash after some of them leaves records whose entries are
+    all merged, and replaying those must not bring back a removed entry."""
+    monkeypatch.setattr(sqlite_merge, "FORGET_CHUNK_SEQS", 4)
+    path, copy = str(tmp_path / "f.db"), str(tmp_path / "crashed.db")
+    pieces: list[tuple[int, bool, tuple[int, int]]] = []  # records, drops too, (log, drops) before
+
+    def forget(conn: sqlite3.Connection, seqs: list[int], floor: int | None, *, drops: bool) -> None:
+        log_left = conn.execute("SELECT count(*) FROM push_log").fetchone()[0]
+        drops_left = conn.execute("SELECT count(*) FROM push_log_drops").fetchone()[0]
+        pieces.append((len(seqs), drops, (log_left, drops_left)))
+        if len(pieces) == 3:  # what a crash now would leave: the file as the first two committed it
+            with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
+                source.backup(target)
+        forget_log(conn, seqs, floor, drops=drops)
+
+    monkeypatch.setattr(sqlite_merge, "forget_log", forget)
+    async with running(SqliteStore(path, merge_after_s=3600)) as store:
+        await _setup(store)
+        for i in range(1, 16):
+            await store.add_and_push(post(i))
+        await store.remove_entries(["t:7"], [12])
+        await store.merge_pending()
+        assert _log_rows(path) == (0, 0)
+    assert [(n, d) for n, d, _ in pieces] == [(4, False), (4, False), (4, False), (3, True)]
+    assert [before for _, _, before in pieces] == [(15, 1), (11, 1), (7, 1), (3, 1)]
+    assert _log_rows(copy) == (7, 1)
+    async with running(SqliteStore(copy)) as replayed:  # the replay trims each feed to its cap, 10
+        ids = [e.id for e in await replayed.read_entries("t:7", limit=20)]
+        assert ids == [15, 14, 13, 11, 10, 9, 8, 7, 6, 5]  # the removed 12 stays removed
+        assert [e.id for e in await replayed.read_entries("t:8", limit=20)] == list(range(15, 5, -1))
+        assert _log_rows(copy) == (0, 0)
 
 
 async def test_every_change_to_pending_entries_releases_what_the_tier_held(tmp_path: Path) -> None:
