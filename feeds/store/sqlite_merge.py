@@ -42,18 +42,19 @@ MERGE_PACE = 2.0
 # chunks into about 3 s, a third of the core, and slow requests clustered at those times.  A paced
 # cycle is therefore also spread over half the merge interval (at most MERGE_SPREAD_MAX_S): each
 # timeline is still merged once per cycle, so the entries a page rewrite carries stay the same.
-MERGE_SPREAD_MAX_S = 20.0
-# A longer window puts more entries into each timeline page a cycle rewrites.  On the 100k-user
-# dataset a cycle of 1500 posts (~96k entries, 10 s at 1500 req/s) lands about one entry per
-# timeline and cost 25-30 us of CPU per entry, one of 6000 posts (~385k) 16.6-16.8 us
-# (bench_write.py --merge-every); 12000 posts gained nothing more.  Pending entries share their
-# Entry objects across followers: a pending entry is about one dict slot.
-MERGE_ROWS = 393_216
-MERGE_AFTER_S = 40.0
-MAX_PENDING = 1_048_576
+MERGE_SPREAD_MAX_S = 5.0
+# A longer window puts more entries into each timeline page a cycle rewrites: on the 10k dataset at
+# 1500 req/s, cycles of ~120k entries cost ~9 us of CPU per entry against ~12 us for ~85k.  On the
+# 100k-user dataset a cycle of 6000 posts cost 16.6-16.8 us per entry in-process against 25-30 us
+# for 1500 (bench_write.py --merge-every), but a node merging every 40 s instead of 10 s spent the
+# same CPU per request at 1500 req/s (8 alternated runs a side), so the window stayed.  Pending
+# entries share their Entry objects across followers: a pending entry is about one dict slot.
+MERGE_ROWS = 131_072
+MERGE_AFTER_S = 10.0
+MAX_PENDING = 524_288
 # A cycle's log records go in commits of their own after its entries, this many to a commit: each
-# record holds a post's follower keys, and deleting a 6000-post cycle's records in one commit would
-# hold the loop for tens of ms (1500 records took ~10 ms on the 100k-user dataset).
+# record holds a post's follower keys, and deleting a cycle's 1500 records (10 s at 1500 req/s) in
+# one commit held the loop for ~10 ms on the 100k-user dataset.
 FORGET_CHUNK_SEQS = 256
 log = logging.getLogger("feeds.store")
 

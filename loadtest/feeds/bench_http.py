@@ -136,9 +136,9 @@ def main() -> None:
     parser.add_argument(
         "--settle",
         type=float,
-        default=65.0,
+        default=13.0,
         help="seconds to wait after each run before reading the server's CPU, so work it deferred "
-        "(the SQLite store merges pending pushes 40 s old, over up to 20 s) is charged to that run",
+        "(the SQLite store merges pending pushes within 10 s) is charged to that run",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feeds-http-") as tmp:
