@@ -91,9 +91,9 @@ class GroupCommit:
         self._closing = True
         while self._pending:
             self._flush()
-        if self._wal is not None:
-            await asyncio.to_thread(self._wal.stop)
-            self._wal = None
+        wal, self._wal = self._wal, None
+        if wal is not None:
+            await asyncio.to_thread(wal.stop)
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -101,6 +101,8 @@ class GroupCommit:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if wal is not None:
+            wal.close_files()  # the writer was the last connection (the loop reads through it)
 
     def _flush(self) -> None:
         """Run on the loop: commit everything queued during the last iteration as one group."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import sqlite3
@@ -175,6 +176,48 @@ async def test_wal_stays_bounded_under_continuous_writes_and_reads_go_on(tmp_pat
     # runs here); without the keeper the WAL held every page written (tens of MB), and with the
     # keeper but no commits held back while checkpoints lag, 1.2-86 MB on a VM with slow fsyncs
     assert biggest < 4 * 1024 * 1024, biggest
+    assert not [f for f in _open_files() if f.startswith(str(path))]  # the keeper's included
+
+
+def _open_files() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return out
+
+
+async def test_the_keeper_syncs_what_it_copied_before_it_holds_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass that starts the WAL over runs while commits wait, and SQLite syncs the database
+    file in it: everything earlier passes copied must already be on disk, or the wait is that sync."""
+    path = tmp_path / "f.db"
+    store = SqliteStore(str(path), wal_limit_frames=64, checkpoint_every_s=0.02)
+    await store.start()
+    keeper = store._commits._wal
+    assert keeper is not None
+    holding_at_sync: list[bool] = []
+    real_sync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:  # SQLite syncs in C: only the keeper's own sync comes here
+        holding_at_sync.append(keeper.holding)
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline, n = loop.time() + 10.0, 0
+        while store.wal_restarts < 2 and loop.time() < deadline:
+            feeds = [f"a/timeline:{(n * 7919 + i) % 5000}" for i in range(50)]
+            await asyncio.gather(
+                *(store.add_entries(feeds[k::5], [Entry(n * 100 + k)], cap=1000) for k in range(40))
+            )
+            n += 1
+        assert store.wal_restarts >= 2
+    finally:
+        await store.close()
+    assert len(holding_at_sync) >= 2 and not any(holding_at_sync)
 
 
 async def test_the_commit_that_starts_the_wal_over_cuts_it_back_to_its_limit(
@@ -340,3 +383,4 @@ def test_commits_wait_for_lagging_checkpoints_but_not_past_the_timeout(
     index(400, 100)
     assert keeper.behind()  # a new stretch behind waits again
     keeper.stop()
+    keeper.close_files()

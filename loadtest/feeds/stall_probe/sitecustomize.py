@@ -9,6 +9,7 @@ file does nothing.  With it, once the SQLite feed store has started, it writes t
   at that moment (a busy loop shows the request it is in; a blocked one, the call that blocks);
 * ``GC``: a garbage collection that took over 5 ms, and its generation;
 * ``COMMIT``: a group commit that took over 15 ms, and how many writes it held;
+* ``HOLD``: every time the WAL keeper held commits back to start the WAL over, for how long;
 * ``D``: every 4 ms that the main thread is in uninterruptible sleep (waiting for the disk), its
   kernel stack from ``/proc`` (needs root), e.g. a page fault or a ``pwrite`` waiting for a read.
 
@@ -32,6 +33,7 @@ LAG_S, GC_S, COMMIT_S, D_EVERY_S = 0.025, 0.005, 0.015, 0.004
 def _install(path: str) -> None:
     import feeds.store.sqlite as sqlite_store
     import feeds.store.sqlite_commit as sqlite_commit
+    import feeds.store.sqlite_wal as sqlite_wal
 
     out = open(path, "w", buffering=1)  # noqa: SIM115 (open for the life of the process)
     main_thread, main_tid = threading.get_ident(), threading.get_native_id()
@@ -59,6 +61,19 @@ def _install(path: str) -> None:
                 note(f"COMMIT {took * 1000:.1f} ms, {len(batch)} writes")
 
     sqlite_commit.GroupCommit._run_batch = timed_batch  # type: ignore[method-assign]
+
+    # ``holding`` is a plain attribute of the keeper; a property on the class sees every change.
+    def get_holding(self: Any) -> bool:
+        return bool(self.__dict__.get("_probe_holding", False))
+
+    def set_holding(self: Any, value: bool) -> None:
+        if value:
+            self.__dict__["_probe_held_at"] = time.perf_counter()
+        elif self.__dict__.get("_probe_holding"):
+            note(f"HOLD {(time.perf_counter() - self.__dict__['_probe_held_at']) * 1000:.1f} ms")
+        self.__dict__["_probe_holding"] = value
+
+    sqlite_wal.WalKeeper.holding = property(get_holding, set_holding)  # type: ignore[assignment]
 
     def watch_lag() -> None:
         reported = 0.0
