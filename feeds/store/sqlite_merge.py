@@ -22,6 +22,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from feeds.store.base import Entry
@@ -164,9 +165,8 @@ class WriteBehind:
                 last = i >= len(feeds)
                 pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
                 due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
-                ran: list[float] = []
-                await self._write(_chunk_op(pairs, due, ran), max(1, len(pairs)))
-                took = time.perf_counter() - ran[0]  # from the chunk's first statement to here
+                began_chunk = await self._write(_started(_chunk_op(pairs, due)), max(1, len(pairs)))
+                took = time.perf_counter() - began_chunk  # from the chunk's first statement to here
                 self._fit_chunk(len(pairs), took)
                 if paced and not last:
                     on_time = began + spread * min(1.0, (written + len(pairs)) / total)
@@ -189,11 +189,13 @@ class WriteBehind:
         for at in range(0, max(1, len(seqs)), FORGET_CHUNK_SEQS):
             piece = seqs[at : at + FORGET_CHUNK_SEQS]
             last = at + FORGET_CHUNK_SEQS >= len(seqs)
-            ran: list[float] = []
-            await self._write(_forget_op(piece, last, p.floor_without(seqs) if last else None, ran), 1)
+            floor = p.floor_without(seqs) if last else None
+            began_piece = await self._write(
+                _started(partial(forget_log, seqs=piece, floor=floor, drops=last)), 1
+            )
             p.forget_seqs(piece)
             if paced and not last:
-                await self._pace(time.perf_counter() - ran[0], 0.0)
+                await self._pace(time.perf_counter() - began_piece, 0.0)
 
     async def _pace(self, took: float, on_time: float) -> None:
         if not self._hurried():
@@ -214,21 +216,22 @@ class WriteBehind:
 
 
 def _chunk_op(
-    pairs: list[tuple[str, Entry]], due: list[tuple[str, int]], ran: list[float]
+    pairs: list[tuple[str, Entry]], due: list[tuple[str, int]]
 ) -> Callable[[sqlite3.Connection], None]:
     def op(conn: sqlite3.Connection) -> None:
-        ran.append(time.perf_counter())
         insert_rows(conn, pairs)
         trim_feeds(conn, due)
 
     return op
 
 
-def _forget_op(
-    seqs: list[int], last: bool, floor: int | None, ran: list[float]
-) -> Callable[[sqlite3.Connection], None]:
-    def op(conn: sqlite3.Connection) -> None:
-        ran.append(time.perf_counter())
-        forget_log(conn, seqs, floor, drops=last)
+def _started(work: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], float]:
+    """``work`` as a write whose result is when it began: pacing counts a write's own time, not
+    the time it waited in the commit queue."""
+
+    def op(conn: sqlite3.Connection) -> float:
+        began = time.perf_counter()
+        work(conn)
+        return began
 
     return op

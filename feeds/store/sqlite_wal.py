@@ -157,14 +157,9 @@ class WalKeeper(SideThread):
         _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames <= self.limit_frames:
             return
-        # Catch up without holding first, so the held pass below only copies a short tail (holds
-        # measured 160-200 ms without this).  And sync the database file first: a pass that does
-        # not reach the last commit copies without syncing, so the held pass, which reaches it,
-        # synced everything copied since the last restart (~130 MB at 1500 req/s on the full
-        # benchmark dataset): holds of 66-95 ms, then ~300 ms once the tail was short; with one
-        # sync first, 0-51 ms.
-        # Frames keep coming while the sync runs, and the passes that copy them do not sync, so
-        # the sync is repeated until one finds little to write (each round has less to copy).
+        # Catch up and sync the database file before holding, so the held pass copies and syncs
+        # only a short tail (see the module's docstring).  Frames keep coming during a sync, and
+        # the passes that copy them do not sync, so it is repeated until one finds little to write.
         for _ in range(SYNC_ROUNDS):
             self._catch_up(conn)
             began = time.perf_counter()
