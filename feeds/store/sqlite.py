@@ -124,7 +124,7 @@ class SqliteStore(SqliteFollows):
         self._bodies = BodyCache()  # this store is the only writer of its file's activities
         self._staging = Staging()
         self._behind = WriteBehind(
-            self._write,
+            lambda fn, rows: self._commits.write(fn, rows, alone=True),  # big writes: no SAVEPOINT
             self._trims,
             merge_rows=merge_rows,
             merge_after_s=merge_after_s,

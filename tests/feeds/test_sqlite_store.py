@@ -123,6 +123,52 @@ async def test_a_group_rolled_back_under_it_fails_its_writes_and_the_store_goes_
         assert 4 in {e.id for e in await store.read_entries("f", limit=10)}
 
 
+def _alone(ids: list[int], *, fail: bool) -> Callable[[sqlite3.Connection], list[int]]:
+    def op(conn: sqlite3.Connection) -> list[int]:
+        assert conn.in_transaction
+        with pytest.raises(sqlite3.OperationalError, match="no such savepoint"):
+            conn.execute("RELEASE op")  # a write that goes alone runs without a SAVEPOINT
+        for ident in ids:
+            _insert(ident)(conn)
+        if fail:
+            raise ValueError("refused after writing")
+        return ids
+
+    return op
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_a_write_that_goes_alone_is_its_own_transaction(
+    tmp_path: Path, durability: Literal["normal", "full"]
+) -> None:
+    async with running(SqliteStore(str(tmp_path / "f.db"), durability=durability)) as store:
+        batches: list[list[int]] = []
+        original = store._commits._run_batch
+
+        def recording(conn, batch):  # type: ignore[no-untyped-def]
+            batches.append([rows for _, _, rows in batch])
+            return original(conn, batch)
+
+        store._commits._run_batch = recording  # type: ignore[method-assign]
+        write = store._commits.write
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                write(_insert(1)),
+                write(_alone([2, 3], fail=True), 2, alone=True),
+                write(_insert(4)),
+                write(_alone([5], fail=False), 1, alone=True),
+                write(_insert(6)),
+                return_exceptions=True,
+            ),
+            10,
+        )
+        assert outcomes[0] == 1 and outcomes[2:] == [4, [5], 6]
+        assert isinstance(outcomes[1], ValueError)
+        assert {e.id for e in await store.read_entries("f", limit=10)} == {1, 4, 5, 6}  # 2, 3 rolled back
+        alone = [b for b in batches if any(rows < 0 for rows in b)]
+        assert alone == [[-2], [-1]]  # nothing else shared their transactions
+
+
 async def test_a_lock_held_elsewhere_fails_writes_instead_of_hanging_them(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
     async with running(SqliteStore(path)) as store:
