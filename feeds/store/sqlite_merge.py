@@ -25,9 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from feeds.store.base import Entry
 from feeds.store.sqlite_pending import PendingEntries, Push, forget_log
-from feeds.store.sqlite_sql import insert_rows, trim_feeds
+from feeds.store.sqlite_sql import INSERT_ENTRY, trim_feeds
 from feeds.store.trim import TrimSchedule
 
 # A chunk is one group commit on the loop, so its length is how long reads wait behind it.  Its
@@ -153,27 +152,20 @@ class WriteBehind:
                 return 0
             written, i = 0, 0
             began, spread, total = time.perf_counter(), self._spread_s(), max(1, p.count)
+            encoded: dict[int, tuple[Any, ...]] = {}
             while True:
-                chunk: list[tuple[str, list[Entry], int]] = []
-                rows = 0
-                while i < len(feeds) and rows < self._chunk_rows:
-                    entries, cap = p.take(feeds[i])
-                    if entries:
-                        chunk.append((feeds[i], sorted(entries, key=lambda e: e.id), cap))
-                        rows += len(entries)
-                    i += 1
+                i, rows, taken = p.take_rows(feeds, i, self._chunk_rows, encoded)
                 last = i >= len(feeds)
-                pairs = [(feed, e) for feed, entries, _ in chunk for e in entries]
-                due = [(feed, cap) for feed, entries, cap in chunk if self._trims.due([feed], len(entries))]
-                began_chunk = await self._write(_started(_chunk_op(pairs, due)), max(1, len(pairs)))
+                due = [(feed, cap) for feed, ids, cap in taken if self._trims.due([feed], len(ids))]
+                began_chunk = await self._write(_started(_chunk_op(rows, due)), max(1, len(rows)))
                 took = time.perf_counter() - began_chunk  # from the chunk's first statement to here
-                self._fit_chunk(len(pairs), took)
+                self._fit_chunk(len(rows), took)
                 if paced and not last:
-                    on_time = began + spread * min(1.0, (written + len(pairs)) / total)
+                    on_time = began + spread * min(1.0, (written + len(rows)) / total)
                     await self._pace(took, on_time)
-                for feed, entries, _ in chunk:
-                    p.discard(feed, [e.id for e in entries])
-                written += len(pairs)
+                for feed, ids, _ in taken:
+                    p.discard(feed, ids)
+                written += len(rows)
                 if last:
                     break
             await self._forget(seqs, paced)
@@ -216,10 +208,10 @@ class WriteBehind:
 
 
 def _chunk_op(
-    pairs: list[tuple[str, Entry]], due: list[tuple[str, int]]
+    rows: list[tuple[Any, ...]], due: list[tuple[str, int]]
 ) -> Callable[[sqlite3.Connection], None]:
     def op(conn: sqlite3.Connection) -> None:
-        insert_rows(conn, pairs)
+        conn.executemany(INSERT_ENTRY, rows)
         trim_feeds(conn, due)
 
     return op

@@ -28,11 +28,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 
 from feeds.store.base import Bounds, Entry
-from feeds.store.sqlite_sql import insert_rows, trim_feeds
+from feeds.store.sqlite_sql import entry_row, insert_rows, trim_feeds
 from feeds.store.trim import TRIM_EVERY
 
 PENDING_SCHEMA = """
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS push_log_drops(
   feed TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(feed, id)) WITHOUT ROWID;
 """
 Push = tuple[Sequence[str], Entry, int]  # follower keys, their entry, their cap
+Taken = tuple[str, list[int], int]  # a feed, the ids of its entries a merge chunk writes, its cap
 
 
 def dump_pushes(pushes: Sequence[Push]) -> bytes:
@@ -137,11 +139,36 @@ class PendingEntries:
     def feeds(self) -> list[str]:
         return sorted(self._feeds)
 
-    def take(self, feed: str) -> tuple[list[Entry], int]:
-        """The feed's pending entries and cap, still pending (see :meth:`discard`)."""
-        slot = self._feeds.get(feed)
-        entries = self._entries
-        return ([entries[s] for s in slot.values()] if slot else []), self._caps.get(feed, 0)
+    def take_rows(
+        self, feeds: Sequence[str], start: int, max_rows: int, encoded: dict[int, tuple[Any, ...]]
+    ) -> tuple[int, list[tuple[Any, ...]], list[Taken]]:
+        """Insert rows for the pending entries of ``feeds[start:]``, feed after feed until about
+        ``max_rows``, each feed's in id order; and, per feed with any, its (feed, ids, cap).  Returns
+        the index to go on from too.  The entries stay pending (see :meth:`discard`).
+
+        One loop and no call per row but an entry's first encoding: on a large store a merge
+        chunk holds about one row per feed, and this walk was a quarter of the merge's loop time.
+        ``encoded`` keeps an entry's columns (by serial) for the rest of a merge cycle: a push
+        shares its entry among all its followers."""
+        slots, entries, caps = self._feeds, self._entries, self._caps
+        rows: list[tuple[Any, ...]] = []
+        taken: list[Taken] = []
+        i, end = start, len(feeds)
+        while i < end and len(rows) < max_rows:
+            feed = feeds[i]
+            i += 1
+            slot = slots.get(feed)
+            if not slot:
+                continue
+            ids = sorted(slot)
+            for eid in ids:
+                serial = slot[eid]
+                cols = encoded.get(serial)
+                if cols is None:
+                    cols = encoded[serial] = entry_row(entries[serial])
+                rows.append((feed, *cols))
+            taken.append((feed, ids, caps.get(feed, 0)))
+        return i, rows, taken
 
     def discard(self, feed: str, ids: Iterable[int]) -> list[Entry]:
         """Drop these ids from the feed's pending entries; returns the dropped ones."""

@@ -304,6 +304,27 @@ def test_chunks_shrink_when_slow_and_grow_back_within_bounds() -> None:
     assert behind._chunk_rows == sqlite_merge.MERGE_CHUNK_ROWS
 
 
+def test_a_merge_chunk_takes_whole_feeds_in_id_order_and_encodes_a_shared_entry_once() -> None:
+    from feeds.store.sqlite_pending import PendingEntries
+    from feeds.store.sqlite_sql import entry_row
+
+    tier = PendingEntries()
+    shared, own = Entry(9, origin="u:1"), Entry(4, origin="u:2", tags=("x",))
+    tier.add(1, [(("t:1", "t:2", "t:3"), shared, 10)])
+    tier.add(2, [(("t:2",), own, 20)])
+    feeds = ["t:0", "t:1", "t:2", "t:3"]  # t:0 has nothing pending
+    encoded: dict[int, tuple[object, ...]] = {}
+    at, rows, taken = tier.take_rows(feeds, 0, 2, encoded)
+    # whole feeds until the rows reach the bound: t:2's two entries come together, oldest first
+    assert at == 3
+    assert rows == [("t:1", *entry_row(shared)), ("t:2", *entry_row(own)), ("t:2", *entry_row(shared))]
+    assert taken == [("t:1", [9], 10), ("t:2", [4, 9], 20)]
+    at, rows, taken = tier.take_rows(feeds, at, 2, encoded)
+    assert (at, rows, taken) == (4, [("t:3", *entry_row(shared))], [("t:3", [9], 10)])
+    assert len(encoded) == 2  # one encoding per entry, however many feeds it was pushed to
+    assert tier.count == 4 and tier.by_ids("t:2", [4, 9]) == [own, shared]  # still pending
+
+
 def test_the_tier_holds_each_pushed_entry_once_and_nothing_the_collector_must_walk_per_feed() -> None:
     import gc
 
@@ -317,7 +338,6 @@ def test_the_tier_holds_each_pushed_entry_once_and_nothing_the_collector_must_wa
     slots = list(tier._feeds.values())
     assert slots and not any(gc.is_tracked(slot) for slot in slots)
     assert tier.newest_first("t:1", None, None) == [Entry(8, origin="u:2"), shared]
-    assert tier.take("n:1") == ([Entry(7, group_key="g")], 5)
     assert tier.by_ids("t:2", [7, 8]) == [shared]
 
     # the same id pushed again to a feed replaces its entry there, and only there
