@@ -3,7 +3,8 @@
 See :mod:`feeds.store.sqlite_pending` for why pushes wait.  A merge cycle runs when
 ``merge_rows`` entries are pending or the oldest logged push is ``merge_after_s`` old.  It walks the
 feeds with pending entries in key order and writes them in chunks of about ``MERGE_CHUNK_ROWS``
-rows, each its own group commit, so reads run between chunks; then it deletes the log records the
+rows, each a commit of its own (a write that goes alone: no SAVEPOINT, see
+:mod:`feeds.store.sqlite_commit`), so reads run between chunks; then it deletes the log records the
 cycle covered, ``FORGET_CHUNK_SEQS`` to a commit.  A chunk's entries leave the pending tier only once
 it is committed.
 Cycles started by the timer are paced (after each chunk they wait twice as long as it took, and
@@ -29,7 +30,7 @@ from feeds.store.sqlite_pending import PendingEntries, Push, forget_log
 from feeds.store.sqlite_sql import INSERT_ENTRY, trim_feeds
 from feeds.store.trim import TrimSchedule
 
-# A chunk is one group commit on the loop, so its length is how long reads wait behind it.  Its
+# A chunk is one commit on the loop, so its length is how long reads wait behind it.  Its
 # rows adapt to aim at MERGE_CHUNK_S: 256 rows took ~3 ms on the 10k dataset, but 3-17 ms on the
 # full one (100k timelines: each row lands on a page SQLite must first fetch).
 MERGE_CHUNK_ROWS = 256

@@ -146,10 +146,10 @@ class PendingEntries:
         ``max_rows``, each feed's in id order; and, per feed with any, its (feed, ids, cap).  Returns
         the index to go on from too.  The entries stay pending (see :meth:`discard`).
 
-        One loop and no call per row but an entry's first encoding: on a large store a merge
-        chunk holds about one row per feed, and this walk was a quarter of the merge's loop time.
-        ``encoded`` keeps an entry's columns (by serial) for the rest of a merge cycle: a push
-        shares its entry among all its followers."""
+        One walk, with no call per row but an entry's first encoding: on a large store a chunk
+        holds about one row per feed, so per-feed calls were per-row calls.  ``encoded`` keeps an
+        entry's columns (by serial) for the rest of a merge cycle: a push shares its entry among
+        all its followers."""
         slots, entries, caps = self._feeds, self._entries, self._caps
         rows: list[tuple[Any, ...]] = []
         taken: list[Taken] = []
