@@ -202,11 +202,7 @@ class GroupCommit:
                 conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except Exception as group_error:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rolling back a failed commit group failed")
+            _roll_back(conn, "a failed commit group")
             return [(fut, None, group_error) for _, fut, _ in batch]
         return outcomes
 
@@ -218,11 +214,7 @@ class GroupCommit:
             result = fn(conn)
             conn.execute("COMMIT")
         except Exception as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rolling back a failed write failed")
+            _roll_back(conn, "a failed write")
             return (fut, None, exc)
         return (fut, result, None)
 
@@ -244,6 +236,15 @@ class GroupCommit:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], rows: int = 1, *, alone: bool = False) -> T:
         return await self.submit(fn, rows, alone=alone)
+
+
+def _roll_back(conn: sqlite3.Connection, what: str) -> None:
+    """End the transaction, unless SQLite already rolled it back on its own."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rolling back %s failed", what)
 
 
 def _resolve_all(outcomes: list[_Outcome]) -> None:
