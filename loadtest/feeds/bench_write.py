@@ -10,9 +10,11 @@ is the whole cost of the pushes.  Reports CPU time per post and per pushed timel
 ``--merge-every N`` merges after every N posts instead of on the store's own timer, and reports the
 CPU of those merges apart: a node at 150 posts/s with a 10 s window merges every 1500 posts, so
 comparing N says what a longer window saves per entry; of that, the CPU of the event loop's own
-thread apart (``thread_time``: without the WAL keeper's checkpoints).  ``--cache-mb`` sets the
-store's page cache (the node's ``feeds_cache_mb``); the bench waits until the cache is loaded before
-it posts.
+thread apart (``thread_time``: without the WAL keeper's checkpoints).  ``--merge-every 1500,6000``
+takes turns between the windows in one process and prints each merge's CPU per entry, so both see
+the same file, cache and machine (between runs the same code varied by a quarter here).
+``--cache-mb`` sets the store's page cache (the node's ``feeds_cache_mb``); the bench waits until the
+cache is loaded before it posts.
 
 Usage: taskset -c 1 python3 loadtest/feeds/bench_write.py --db feeds.db --users 10000 [--posts 1500]
 """
@@ -47,7 +49,8 @@ def _entries(path: str) -> int:
 async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
     never = 1 << 40  # with --merge-every, only the bench merges
-    windowed = args.merge_every > 0
+    windows = [int(w) for w in args.merge_every.split(",") if int(w) > 0]
+    windowed = bool(windows)
     store = SqliteStore(
         path,
         cache_mb=args.cache_mb,
@@ -74,19 +77,27 @@ async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
         before = _entries(path)
         c0, merging, merging_loop = time.process_time(), 0.0, 0.0
 
-        async def merge_timed() -> None:
+        async def merge_timed(window: int) -> None:
             nonlocal merging, merging_loop
             await svc.drain()
-            m0, t0 = time.process_time(), time.thread_time()
+            m0, t0, entries = time.process_time(), time.thread_time(), store.pending_entries
             await merge_pending(store)
-            merging += time.process_time() - m0
-            merging_loop += time.thread_time() - t0
+            spent, spent_loop = time.process_time() - m0, time.thread_time() - t0
+            merging, merging_loop = merging + spent, merging_loop + spent_loop
+            if len(windows) > 1 and entries:
+                per = {"cpu": spent, "loop_cpu": spent_loop}
+                row = {f"{k}_us_per_entry": round(v / entries * 1e6, 2) for k, v in per.items()}
+                print(json.dumps({"merge_after_posts": window, "entries": entries, **row}), flush=True)
 
+        since = 0
         for i in range(args.posts):
             await post(i)
-            if windowed and (i + 1) % args.merge_every == 0:
-                await merge_timed()
-        await merge_timed()
+            since += 1
+            if windowed and since == windows[0]:
+                await merge_timed(since)
+                windows.append(windows.pop(0))
+                since = 0
+        await merge_timed(since)
         cpu = time.process_time() - c0
     finally:
         await svc.close()
@@ -114,7 +125,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--pull-threshold", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--merge-every", type=int, default=0, help="posts per merge (0: the store's timer)")
+    parser.add_argument(
+        "--merge-every",
+        default="0",
+        help="posts per merge (0: the store's timer); a list (1500,6000) takes turns, each merge printed",
+    )
     parser.add_argument("--cache-mb", type=int, default=CACHE_MB)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feeds-write-") as tmp:
