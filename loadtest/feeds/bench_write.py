@@ -49,7 +49,7 @@ def _entries(path: str) -> int:
 async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
     never = 1 << 40  # with --merge-every, only the bench merges
-    windows = [int(w) for w in args.merge_every.split(",") if int(w) > 0]
+    windows = [w for w in map(int, args.merge_every.split(",")) if w > 0]
     windowed = bool(windows)
     store = SqliteStore(
         path,
@@ -85,9 +85,13 @@ async def measure(args: argparse.Namespace, path: str) -> dict[str, Any]:
             spent, spent_loop = time.process_time() - m0, time.thread_time() - t0
             merging, merging_loop = merging + spent, merging_loop + spent_loop
             if len(windows) > 1 and entries:
-                per = {"cpu": spent, "loop_cpu": spent_loop}
-                row = {f"{k}_us_per_entry": round(v / entries * 1e6, 2) for k, v in per.items()}
-                print(json.dumps({"merge_after_posts": window, "entries": entries, **row}), flush=True)
+                row = {
+                    "merge_after_posts": window,
+                    "entries": entries,
+                    "cpu_us_per_entry": round(spent / entries * 1e6, 2),
+                    "loop_cpu_us_per_entry": round(spent_loop / entries * 1e6, 2),
+                }
+                print(json.dumps(row), flush=True)
 
         since = 0
         for i in range(args.posts):
