@@ -38,7 +38,9 @@ def parse_time(value: object) -> datetime:
 
 
 def format_time(us: int) -> str:
-    return us_to_time(us).strftime(TIME_FORMAT)
+    """``TIME_FORMAT``, which is ISO 8601 with microseconds always shown: ``isoformat`` writes it
+    at about half ``strftime``'s cost, and every activity body and response carries one."""
+    return us_to_time(us).isoformat(timespec="microseconds")
 
 
 def _required_str(data: dict[str, Any], key: str) -> str:

@@ -9,12 +9,12 @@ import jwt
 import orjson
 import pytest
 
-from feeds.activity import Activity, parse_time
+from feeds.activity import TIME_FORMAT, Activity, format_time, parse_time
 from feeds.apps import App, parse_app
 from feeds.auth import Authenticator
 from feeds.config import FeedGroup, render_aggregation
 from feeds.errors import ApiKeyError, InputError, NotAllowedError, RankingError, SignatureError
-from feeds.ids import IdGenerator, id_time_ms, parse_id, time_to_us
+from feeds.ids import IdGenerator, id_time_ms, parse_id, time_to_us, us_to_time
 from feeds.ranking import Ranking
 from feeds.store.base import Entry
 
@@ -36,6 +36,18 @@ def test_ids_are_time_ordered_unique_and_positive_63_bit() -> None:
     for bad in ("", "-1", "1e3", "9" * 20, "abc"):
         with pytest.raises(InputError):
             parse_id(bad)
+
+
+def test_times_print_with_microseconds_and_round_trip() -> None:
+    for when in (
+        datetime(2014, 7, 25, 9, 12, 24),
+        datetime(1969, 12, 31, 23, 59, 59, 999999),
+        datetime(2109, 1, 1, 0, 0, 0, 1),
+    ):
+        us = time_to_us(when)
+        assert us_to_time(us) == when
+        assert format_time(us) == when.strftime(TIME_FORMAT)  # whole seconds keep their ".000000"
+        assert parse_time(format_time(us)) == when
 
 
 def test_times_parse_like_stream() -> None:
