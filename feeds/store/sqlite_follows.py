@@ -162,9 +162,11 @@ class SqliteFollows:
         return int(rows[0][0]) if rows else None
 
     async def active_followers(self, target: str, since_us: int) -> list[str]:
-        rows = self._read(
-            "SELECT f.source FROM follows f JOIN feed_state s ON s.feed = f.source "
+        # One string rather than a row per follower, as in READ_PLAN: 1.2-1.7 against 1.8-2.8 us
+        # per follower on the 100k-user dataset (authors of 20 to 10k followers, pages cached).
+        ((keys,),) = self._read(
+            "SELECT group_concat(f.source, char(10)) FROM follows f JOIN feed_state s ON s.feed = f.source "
             "WHERE f.target=? AND s.last_read_us >= ?",
             (target, since_us),
         )
-        return [r[0] for r in rows]
+        return keys.split("\n") if keys else []
