@@ -164,8 +164,7 @@ class WriteBehind:
                 if paced and not last:
                     on_time = began + spread * min(1.0, (written + len(rows)) / total)
                     await self._pace(took, on_time)
-                for feed, ids, _ in taken:
-                    p.discard(feed, ids)
+                p.drop_merged(taken)
                 written += len(rows)
                 if last:
                     break

@@ -170,6 +170,31 @@ class PendingEntries:
             taken.append((feed, ids, caps.get(feed, 0)))
         return i, rows, taken
 
+    def drop_merged(self, taken: Sequence[Taken]) -> None:
+        """Drop what a committed merge chunk wrote: :meth:`discard` for each taken feed, with no
+        call per entry and nothing returned (the merge's own walk after a chunk was a third of its
+        Python time on the 100k-user dataset).  Entries pushed to a feed since the chunk took it stay."""
+        feeds, holders, entries, caps = self._feeds, self._holders, self._entries, self._caps
+        dropped = 0
+        for feed, ids, _ in taken:
+            slot = feeds.get(feed)
+            if slot is None:
+                continue
+            for eid in ids:
+                serial = slot.pop(eid, None)
+                if serial is None:  # removed meanwhile
+                    continue
+                dropped += 1
+                left = holders[serial] - 1
+                if left:
+                    holders[serial] = left
+                else:
+                    del holders[serial], entries[serial]
+            if not slot:
+                del feeds[feed]
+                caps.pop(feed, None)
+        self.count -= dropped
+
     def discard(self, feed: str, ids: Iterable[int]) -> list[Entry]:
         """Drop these ids from the feed's pending entries; returns the dropped ones."""
         slot = self._feeds.get(feed)

@@ -325,6 +325,26 @@ def test_a_merge_chunk_takes_whole_feeds_in_id_order_and_encodes_a_shared_entry_
     assert tier.count == 4 and tier.by_ids("t:2", [4, 9]) == [own, shared]  # still pending
 
 
+def test_dropping_a_merged_chunk_keeps_what_arrived_since_and_releases_entries_with_their_last_feed() -> None:
+    from feeds.store.sqlite_pending import PendingEntries
+
+    tier = PendingEntries()
+    shared, own = Entry(9, origin="u:1"), Entry(4, origin="u:2")
+    tier.add(1, [(("t:1", "t:2", "t:3"), shared, 10)])
+    tier.add(2, [(("t:2",), own, 20)])
+    _, _, taken = tier.take_rows(["t:1", "t:2"], 0, 100, {})
+    later = Entry(12, origin="u:3")
+    tier.add(3, [(("t:1",), later, 10)])  # after the chunk took t:1
+    tier.discard("t:2", [4])  # removed while the chunk was being written
+    tier.drop_merged(taken)
+    assert tier.count == 2
+    assert tier.newest_first("t:1", None, None) == [later] and not tier.has("t:2")
+    assert tier.by_ids("t:3", [9]) == [shared]  # still held by t:3
+    assert tier.keep("t:1") > tier.keep("t:2")  # t:2's cap went with its last entry
+    tier.drop_merged([("t:3", [9], 10), ("t:1", [12], 10)])
+    assert tier.count == 0 and not tier._entries and not tier._holders and not tier._feeds
+
+
 def test_the_tier_holds_each_pushed_entry_once_and_nothing_the_collector_must_walk_per_feed() -> None:
     import gc
 
