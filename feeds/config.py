@@ -8,6 +8,7 @@ A feed group is declared with a ``type`` (flat, aggregated or notification) and 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,26 +41,41 @@ class FeedGroup:
 
 def render_aggregation(template: str, activity: Activity) -> str:
     """Stream's aggregation formats are Jinja-like; this renders the subset they use in practice:
-    ``{{ field }}``, ``{{ field.id }}`` (same as the field) and ``{{ time.strftime('...') }}``."""
+    ``{{ field }}``, ``{{ field.id }}`` (same as the field) and ``{{ time.strftime('...') }}``.
+    Every post renders one per aggregated or notification group, so a template is parsed once."""
+    out: list[str] = []
+    for literal, strftime, name in _parsed(template):
+        out.append(literal)
+        if strftime:
+            out.append(us_to_time(activity.time_us).strftime(strftime))
+        elif name:
+            value = _field(activity, name)
+            out.append("" if value is None else str(value))
+    return "".join(out)
 
-    def one(match: re.Match[str]) -> str:
+
+_FIXED_FIELDS = frozenset({"actor", "verb", "object", "target", "foreign_id"})
+
+
+def _field(activity: Activity, name: str) -> Any:
+    if name == "time":
+        return us_to_time(activity.time_us).isoformat()
+    return getattr(activity, name) if name in _FIXED_FIELDS else activity.extra.get(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(template: str) -> tuple[tuple[str, str, str], ...]:
+    """(literal text before, strftime format or "", field name or "") per ``{{ }}``, then the tail."""
+    parts: list[tuple[str, str, str]] = []
+    at = 0
+    for match in _FIELD.finditer(template):
         expr = match.group(1)
         strftime = _STRFTIME.fullmatch(expr)
-        if strftime:
-            return us_to_time(activity.time_us).strftime(strftime.group(2))
-        name = expr.removesuffix(".id")
-        fixed: dict[str, Any] = {
-            "actor": activity.actor,
-            "verb": activity.verb,
-            "object": activity.object,
-            "target": activity.target,
-            "foreign_id": activity.foreign_id,
-            "time": us_to_time(activity.time_us).isoformat(),
-        }
-        value = fixed[name] if name in fixed else activity.extra.get(name)
-        return "" if value is None else str(value)
-
-    return _FIELD.sub(one, template)
+        name = "" if strftime else expr.removesuffix(".id")
+        parts.append((template[at : match.start()], strftime.group(2) if strftime else "", name))
+        at = match.end()
+    parts.append((template[at:], "", ""))
+    return tuple(parts)
 
 
 DEFAULT_GROUPS: tuple[FeedGroup, ...] = (

@@ -68,6 +68,8 @@ def test_aggregation_formats() -> None:
     )
     assert render_aggregation("{{ verb.id }}_{{ time.strftime('%Y-%m-%d') }}", act) == "like_2025-03-01"
     assert render_aggregation("{{ actor }}-{{ kind }}-{{ target }}-{{missing}}", act) == "user:1-photo--"
+    assert render_aggregation("at {{time}} by {{ actor.id }}!", act) == "at 2025-03-01T10:00:00 by user:1!"
+    assert render_aggregation("{{ time.strftime(\"%H\") }}{{ time.strftime('') }}{{}}", act) == "10"
     assert FeedGroup("flat").group_key(act) == ""
 
 
