@@ -48,11 +48,16 @@ MERGE_SPREAD_MAX_S = 5.0
 # 1500 req/s, cycles of ~120k entries cost ~9 us of CPU per entry against ~12 us for ~85k.  On the
 # 100k-user dataset a cycle of 6000 posts cost 16.6-16.8 us per entry in-process against 25-30 us
 # for 1500 (bench_write.py --merge-every), but a node merging every 40 s instead of 10 s spent the
-# same CPU per request at 1500 req/s (8 alternated runs a side), so the window stayed.  Pending
-# entries share their Entry objects across followers: a pending entry is about one dict slot.
-MERGE_ROWS = 131_072
+# same CPU per request at 1500 req/s (8 alternated runs a side), so the time window stayed.
+# The row trigger is what sets the window under a burst of posts: 131k rows are ~2200 posts on the
+# full dataset (~60 pushed entries each), and a window of 24000 posts cost 13.8-17.6 against
+# 34.9-38.9 us per merged entry for 1500 (alternated in one process).  So a cycle waits for 3x as
+# many rows, and a burst is merged about every MERGE_AFTER_S instead.  Pending entries share their
+# Entry objects across followers: ~60 bytes each (tracemalloc, 1.5M entries over 100k feeds), so
+# MAX_PENDING bounds the tier near 64 MB, and the replay after a killed process near 1M rows.
+MERGE_ROWS = 393_216
 MERGE_AFTER_S = 10.0
-MAX_PENDING = 524_288
+MAX_PENDING = 1_048_576
 # A cycle's log records go in commits of their own after its entries, this many to a commit: each
 # record holds a post's follower keys, and deleting a cycle's 1500 records (10 s at 1500 req/s) in
 # one commit held the loop for ~10 ms on the 100k-user dataset.
