@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS push_log(seq INTEGER PRIMARY KEY, job BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS push_log_drops(
   feed TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(feed, id)) WITHOUT ROWID;
 """
-Push = tuple[Sequence[str], Entry, int]  # follower keys, their entry, their cap
+Push = tuple[Sequence[str], Entry, int]  # follower keys, their entry, their cap (their group's)
 Taken = tuple[str, list[int], int]  # a feed, the ids of its entries a merge chunk writes, its cap
 
 
@@ -87,6 +87,7 @@ class PendingEntries:
                 slot = feeds.get(key)
                 if slot is None:
                     feeds[key] = {eid: serial}
+                    caps[key] = cap  # a feed's cap is its group's: set once per slot, not per push
                     self.count += 1
                 else:
                     before = slot.get(eid)
@@ -102,7 +103,6 @@ class PendingEntries:
                 holders[serial] = held
             else:
                 del self._entries[serial]
-            caps.update(dict.fromkeys(keys, cap))
         self._seqs[seq] = (lowest if lowest is not None else 0, time.monotonic())
 
     def _release(self, serial: int) -> Entry:

@@ -311,14 +311,14 @@ def test_a_merge_chunk_takes_whole_feeds_in_id_order_and_encodes_a_shared_entry_
     tier = PendingEntries()
     shared, own = Entry(9, origin="u:1"), Entry(4, origin="u:2", tags=("x",))
     tier.add(1, [(("t:1", "t:2", "t:3"), shared, 10)])
-    tier.add(2, [(("t:2",), own, 20)])
+    tier.add(2, [(("t:2",), own, 10)])  # a feed's cap is its group's: every push gives the same
     feeds = ["t:0", "t:1", "t:2", "t:3"]  # t:0 has nothing pending
     encoded: dict[int, tuple[object, ...]] = {}
     at, rows, taken = tier.take_rows(feeds, 0, 2, encoded)
     # whole feeds until the rows reach the bound: t:2's two entries come together, oldest first
     assert at == 3
     assert rows == [("t:1", *entry_row(shared)), ("t:2", *entry_row(own)), ("t:2", *entry_row(shared))]
-    assert taken == [("t:1", [9], 10), ("t:2", [4, 9], 20)]
+    assert taken == [("t:1", [9], 10), ("t:2", [4, 9], 10)]
     at, rows, taken = tier.take_rows(feeds, at, 2, encoded)
     assert (at, rows, taken) == (4, [("t:3", *entry_row(shared))], [("t:3", [9], 10)])
     assert len(encoded) == 2  # one encoding per entry, however many feeds it was pushed to
