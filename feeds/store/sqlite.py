@@ -19,7 +19,7 @@ Pending pushes.  A post's pushes to its followers are not written into ``entries
 post's commit holds one ``push_log`` record instead, the entries wait in memory (every read merges
 them in), and :class:`~feeds.store.sqlite_merge.WriteBehind` merges them in large feed-ordered
 batches, where they share page writes (:mod:`feeds.store.sqlite_pending` has the why and how).
-:meth:`SqliteStore.start` replays what a killed process left in the log.  A push of any size is
+:meth:`SqliteStore.start` loads what a killed process left in the log back into memory.  A push of any size is
 logged while the pending tier has room for it, so the push journal below serves only posts made
 while it is full.
 
@@ -61,10 +61,10 @@ from feeds.store.sqlite_pending import (
     PENDING_SCHEMA,
     Push,
     dump_pushes,
+    load_log,
     merge_newest_first,
     merge_oldest_first,
     record_drops,
-    replay_log,
 )
 from feeds.store.sqlite_residency import Residency
 from feeds.store.sqlite_sql import (
@@ -158,7 +158,7 @@ class SqliteStore(SqliteFollows):
         setup = self._connect()
         setup.executescript(SCHEMA + PENDING_SCHEMA)
         setup.execute("UPDATE push_jobs SET lease_until_us=0 WHERE lease_until_us > 0")  # see "Push journal"
-        replay_log(setup)  # pushes a killed process left pending (see "Pending pushes")
+        load_log(setup, self._pending, self._trims)  # what a killed process left (see "Pending pushes")
         setup.close()
         self._reader = self._commits.start(asyncio.get_running_loop())
         self._residency.start(self._reader, loop_writes=self._sync == "NORMAL")
@@ -329,7 +329,7 @@ class SqliteStore(SqliteFollows):
         await self._write(op)
 
     def _drops(self, removed: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-        """The removed (feed, id) pairs a replay of the push log could bring back."""
+        """The removed (feed, id) pairs a load of the push log could bring back."""
         floor = self._pending.log_floor()
         return [] if floor is None else [(f, i) for f, i in removed if i >= floor]
 
@@ -461,7 +461,7 @@ class SqliteStore(SqliteFollows):
         pending = [(f, e) for f in feeds for e in self._pending.by_ids(f, [activity_id])]
 
         def op(conn: sqlite3.Connection) -> None:
-            insert_rows(conn, pending)  # materialized first, so a log replay cannot undo the update
+            insert_rows(conn, pending)  # materialized first, so loading the log again cannot undo the update
             conn.executemany(
                 "UPDATE entries SET group_key=?, tags=? WHERE feed=? AND id=?",
                 [(group_key, encoded, f, activity_id) for f in feeds],
@@ -490,7 +490,7 @@ class SqliteStore(SqliteFollows):
         materialized = [(feed, e.marked(seen, read)) for e in pending]
 
         def op(conn: sqlite3.Connection) -> None:
-            insert_rows(conn, materialized)  # so a log replay cannot undo the marks
+            insert_rows(conn, materialized)  # so loading the log again cannot undo the marks
             if ids is None:
                 conn.execute(f"UPDATE entries SET {sets} WHERE feed=?", (feed,))
             else:

@@ -54,7 +54,7 @@ MERGE_SPREAD_MAX_S = 5.0
 # 34.9-38.9 us per merged entry for 1500 (alternated in one process).  So a cycle waits for 3x as
 # many rows, and a burst is merged about every MERGE_AFTER_S instead.  Pending entries share their
 # Entry objects across followers: ~60 bytes each (tracemalloc, 1.5M entries over 100k feeds), so
-# MAX_PENDING bounds the tier near 64 MB, and the replay after a killed process near 1M rows.
+# MAX_PENDING bounds the tier near 64 MB (and what a start after a killed process loads back).
 MERGE_ROWS = 393_216
 MERGE_AFTER_S = 10.0
 MAX_PENDING = 1_048_576
@@ -179,9 +179,10 @@ class WriteBehind:
 
     async def _forget(self, seqs: list[int], paced: bool) -> None:
         """Delete the cycle's log records, now that every entry they hold is merged.  A crash
-        between two of these commits leaves records whose entries are all written: replaying them
-        inserts nothing (INSERT OR IGNORE), and the drops that keep removed entries from coming
-        back are deleted only with the last of them."""
+        between two of these commits leaves records whose entries are all written: loaded again,
+        they come back as pending twins of stored entries, which reads leave out and merges skip
+        (INSERT OR IGNORE); the drops that keep removed entries from coming back are deleted only
+        with the last of them."""
         p = self.pending
         for at in range(0, max(1, len(seqs)), FORGET_CHUNK_SEQS):
             piece = seqs[at : at + FORGET_CHUNK_SEQS]

@@ -11,7 +11,7 @@ slowly.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 TRIM_EVERY = 32
 
@@ -21,6 +21,15 @@ class TrimSchedule:
         self.every = every
         self.max_feeds = max_feeds
         self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def owe(self, feeds: Iterable[str]) -> None:
+        """Make the next insert into each of ``feeds`` trim it: pushes loaded back from the log at
+        start may hold entries that a merge before the crash had already written and trimmed."""
+        counts = self._counts
+        for feed in feeds:
+            counts.pop(feed, None)
+            counts[feed] = self.every - 1
+        self._bound()
 
     def due(self, feeds: Sequence[str], inserted: int) -> list[str]:
         """The feeds among ``feeds`` to trim now that ``inserted`` entries went into each."""
@@ -32,6 +41,10 @@ class TrimSchedule:
                 out.append(feed)
                 count = 0
             counts[feed] = count
+        self._bound()
+        return out
+
+    def _bound(self) -> None:
+        counts = self._counts
         while len(counts) > self.max_feeds:
             counts.popitem(last=False)
-        return out
