@@ -19,9 +19,9 @@ Pending pushes.  A post's pushes to its followers are not written into ``entries
 post's commit holds one ``push_log`` record instead, the entries wait in memory (every read merges
 them in), and :class:`~feeds.store.sqlite_merge.WriteBehind` merges them in large feed-ordered
 batches, where they share page writes (:mod:`feeds.store.sqlite_pending` has the why and how).
-:meth:`SqliteStore.start` loads what a killed process left in the log back into memory.  A push of any size is
-logged while the pending tier has room for it, so the push journal below serves only posts made
-while it is full.
+:meth:`SqliteStore.start` loads what a killed process left in the log back into memory.  A push
+of any size is logged while the pending tier has room for it, so the push journal below serves only
+posts made while it is full.
 
 Push journal.  ``push_jobs`` holds the chunks of fan-outs still to be written (see the seam's
 guarantees): a closure writes an activity's own entries and its job rows in one savepoint of one
