@@ -177,6 +177,28 @@ async def test_every_change_to_pending_entries_releases_what_the_tier_held(tmp_p
         assert not tier._feeds and not tier._entries and not tier._holders
 
 
+async def test_a_clean_close_merges_for_a_bounded_time_and_leaves_the_rest_to_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_merge, "CLOSE_MERGE_S", 0.0)  # time is up after the first chunk
+    monkeypatch.setattr(sqlite_merge, "MERGE_CHUNK_ROWS", 16)
+    path = str(tmp_path / "f.db")
+    async with running(SqliteStore(path, merge_after_s=3600)) as store:
+        await _setup(store)
+        for i in (1, 2, 3):
+            await store.add_and_push(post(i))
+    assert _log_rows(path)[0] == 3  # no record is forgotten before all its entries are written
+    with closing(sqlite3.connect(path)) as conn:
+        (stored,) = conn.execute("SELECT count(*) FROM entries WHERE feed LIKE 't:%'").fetchone()
+    assert 0 < stored < 120
+    async with running(SqliteStore(path, merge_after_s=3600)) as again:
+        assert again.pending_entries == 120
+        for f in FOLLOWERS:
+            assert [e.id for e in await again.read_entries(f, limit=10)] == [3, 2, 1]
+        assert await again.merge_pending() == 120
+        assert again.pending_entries == 0 and _log_rows(path) == (0, 0)
+
+
 async def test_cycles_run_by_themselves_and_a_clean_close_leaves_no_log(tmp_path: Path) -> None:
     path = str(tmp_path / "f.db")
     async with running(SqliteStore(path, merge_rows=100, merge_after_s=0.2)) as store:
