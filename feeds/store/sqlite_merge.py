@@ -156,7 +156,7 @@ class WriteBehind:
         finally:
             self._waiting -= not paced
 
-    async def _merge(self, paced: bool, deadline: float | None = None) -> int:
+    async def _merge(self, paced: bool, deadline: float | None) -> int:
         async with self._lock:
             p = self.pending
             seqs, feeds = p.seqs(), p.feeds()

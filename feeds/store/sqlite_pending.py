@@ -144,7 +144,7 @@ class PendingEntries:
     ) -> tuple[int, list[tuple[Any, ...]], list[Taken]]:
         """Insert rows for the pending entries of ``feeds[start:]``, feed after feed until about
         ``max_rows``, each feed's in id order; and, per feed with any, its (feed, ids, cap).  Returns
-        the index to go on from too.  The entries stay pending (see :meth:`discard`).
+        the index to go on from too.  The entries stay pending until :meth:`drop_merged`.
 
         One walk, with no call per row but an entry's first encoding: on a large store a chunk
         holds about one row per feed, so per-feed calls were per-row calls.  ``encoded`` keeps an
