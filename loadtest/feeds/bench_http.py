@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -141,6 +142,10 @@ def main() -> None:
         "(the SQLite store merges pending pushes within 10 s) is charged to that run",
     )
     args = parser.parse_args()
+    if args.generator in ("locust", "both") and importlib.util.find_spec("locust") is None:
+        # checked first: locust's absence otherwise showed only as its missing CSV, after the copy
+        # and the node's start
+        parser.error("--generator locust needs locust installed (pip install locust)")
     with tempfile.TemporaryDirectory(prefix="feeds-http-") as tmp:
         store = args.store or f"sqlite:{args.db}"
         if args.copy and args.db:
