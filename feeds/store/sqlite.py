@@ -71,10 +71,12 @@ from feeds.store.sqlite_sql import (
     ENTRY_COLS,
     SCHEMA,
     SLIM_COLS,
+    StoreConnection,
     entries_of,
     insert_entries,
     insert_rows,
     marks,
+    open_connection,
     range_query,
     slim_entries_of,
 )
@@ -118,7 +120,7 @@ class SqliteStore(SqliteFollows):
             wal_limit_frames=wal_limit_frames,
             checkpoint_every_s=checkpoint_every_s,
         )
-        self._reader: sqlite3.Connection | None = None
+        self._reader: StoreConnection | None = None
         self._heads: Heads | None = None
         self._trims = TrimSchedule()
         self._bodies = BodyCache()  # this store is the only writer of its file's activities
@@ -135,18 +137,8 @@ class SqliteStore(SqliteFollows):
         self._big: dict[int, tuple[dict[str, str], float]] = {}
         self._plans: dict[str, Memo] = {}
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._sync}")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA wal_autocheckpoint=8192")  # fewer, larger checkpoints under fan-out
-        # Statement journals and sorts stay in memory: each temp file SQLite opens first looks up
-        # its directory, then creates and deletes a file, on the loop (seen: one access("/var/tmp")
-        # waited 530 ms for an evicted directory block while the disk synced a checkpoint).
-        conn.execute("PRAGMA temp_store=MEMORY")
-        # Where the WAL starts over (loop commits) it must shrink to its locked prefix: see sqlite_wal
-        conn.execute(f"PRAGMA journal_size_limit={self._wal_keep}")
+    def _connect(self) -> StoreConnection:
+        conn = open_connection(self._path, self._sync, self._wal_keep)
         self._residency.apply(conn)
         return conn
 

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from feeds.store.sqlite_sql import StoreConnection
 from feeds.store.sqlite_wal import CHECKPOINT_EVERY_S, WAL_LIMIT_FRAMES, WalKeeper
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ FLUSH_ROWS = 256  # rows per loop-side group commit: ~5 ms of fan-out inserts on
 class GroupCommit:
     def __init__(
         self,
-        connect: Callable[[], sqlite3.Connection],
+        connect: Callable[[], StoreConnection],
         *,
         on_loop: bool,
         max_batch: int = 512,
@@ -59,7 +60,7 @@ class GroupCommit:
         self._wal_limit, self._checkpoint_every_s = wal_limit_frames, checkpoint_every_s
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._writer: sqlite3.Connection | None = None
+        self._writer: StoreConnection | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
         self._recheck_scheduled = False
@@ -67,7 +68,7 @@ class GroupCommit:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> sqlite3.Connection:
+    def start(self, loop: asyncio.AbstractEventLoop) -> StoreConnection:
         """Start writing; returns the connection reads on the loop should use."""
         self._loop = loop
         self._closing = False

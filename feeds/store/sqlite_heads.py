@@ -6,8 +6,10 @@ nothing.  :class:`Heads` remembers, per feed a read has pulled, an id no entry o
 whose floor is above that id skips the feed.
 
 Safety: the bound may be too high, never too low.
-* Every insert into ``entries``, by any code path, raises it first: a temporary trigger on the
-  writer connection calls :meth:`Heads.added` for each inserted row, before the row's commit.
+* Every insert into ``entries`` raises it first: all of them go through
+  :func:`feeds.store.sqlite_sql.insert_entry_rows`, which shows the rows to :meth:`Heads.inserting`
+  (the writer connection's watch) before the INSERT.  A row the INSERT then ignores, or a write
+  rolled back, leaves a bound too high, which is allowed.
 * A bound is learned only from a read of the newest entries (no upper bound, no tag filter), whose
   first row is the newest, or which found nothing above its floor.
 * Only with the loop writer (``normal`` durability): writes and reads then take turns on one thread
@@ -20,30 +22,28 @@ Windows.  On the full dataset a read still queries about 5 pulled feeds that hav
 its floor, ~90 us of its ~280 us.  The same read of the newest entries also leaves a window: the
 newest ``WINDOW`` stored entries of the feed, with the id at and above which the window holds every
 stored entry.  A later newest-entries read answers from the window when it can tell the answer is
-complete.  Any write that touches a row at or above a window's floor (an insert, a delete, an update:
-triggers as for the bounds) drops the window, and the next read learns it again from SQL.  Windows
-are learned only from committed state: a write group runs in one loop callback, so no read sees it
-half done, and a rolled-back row already dropped its window when it was written.
+complete.  Any write that touches a row at or above a window's floor (an insert, seen as for the
+bounds; a delete or an update, seen by triggers) drops the window, and the next read learns it again
+from SQL.  Windows are learned only from committed state: a write group runs in one loop callback,
+so no read sees it half done, and a rolled-back row already dropped its window when it was written.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from feeds.store.base import Entry
+from feeds.store.sqlite_sql import StoreConnection
 
 MAX_FEEDS = 100_000
 WINDOW = 32  # entries kept per feed: a default page (25) and a little more
 MAX_WINDOWS = 4096  # a bounded memo (about 30 MB at most): cleared when full, learned again
 
-# The trigger calls into Python only for feeds with a bound (listed in a temporary table): a merge
-# inserts thousands of rows a second, nearly all into timelines no read has pulled.
+# The triggers call into Python only for feeds with a bound (listed in a temporary table).  Inserts,
+# thousands a second in a merge, have no trigger: see insert_entry_rows.
 _SCHEMA = """
 CREATE TEMP TABLE IF NOT EXISTS feeds_bounded(feed TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads AFTER INSERT ON main.entries
-WHEN NEW.feed IN (SELECT feed FROM temp.feeds_bounded)
-BEGIN SELECT feeds_entry_added(NEW.feed, NEW.id); END;
 CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads_gone AFTER DELETE ON main.entries
 WHEN OLD.feed IN (SELECT feed FROM temp.feeds_bounded)
 BEGIN SELECT feeds_entry_changed(OLD.feed, OLD.id); END;
@@ -57,13 +57,22 @@ class Heads:
     """``writer``: the loop writer's connection, which is also the one reads use (no write is in
     progress whenever a read runs, so :meth:`learned` may write its temporary table)."""
 
-    def __init__(self, writer: sqlite3.Connection) -> None:
+    def __init__(self, writer: StoreConnection) -> None:
         self._newest: dict[str, int] = {}
         self._windows: dict[str, tuple[int, tuple[Entry, ...]]] = {}  # feed -> (floor, newest first)
         self._writer = writer
-        writer.create_function("feeds_entry_added", 2, self.added)
         writer.create_function("feeds_entry_changed", 2, self.changed)
         writer.executescript(_SCHEMA)
+        writer.entries_watch = self.inserting
+
+    def inserting(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of (feed, id, ...) about to be inserted: a dict lookup per row, a call only for a
+        feed with a bound (few: the feeds reads pull)."""
+        newest = self._newest
+        if newest:
+            for row in rows:
+                if row[0] in newest:
+                    self.added(row[0], row[1])
 
     def added(self, feed: str, ident: int) -> None:
         bound = self._newest.get(feed)

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from feeds.store.sqlite_pending import PendingEntries, Push, forget_log
-from feeds.store.sqlite_sql import INSERT_ENTRY, trim_feeds
+from feeds.store.sqlite_sql import insert_entry_rows, trim_feeds
 from feeds.store.trim import TrimSchedule
 
 # A chunk is one commit on the loop, so its length is how long reads wait behind it.  Its
@@ -227,7 +227,7 @@ def _chunk_op(
     rows: list[tuple[Any, ...]], due: list[tuple[str, int]]
 ) -> Callable[[sqlite3.Connection], None]:
     def op(conn: sqlite3.Connection) -> None:
-        conn.executemany(INSERT_ENTRY, rows)
+        insert_entry_rows(conn, rows)
         trim_feeds(conn, due)
 
     return op

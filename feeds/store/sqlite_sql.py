@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -91,12 +91,47 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+class StoreConnection(sqlite3.Connection):
+    """The store's connections.  ``entries_watch``, when set, is shown every row
+    :func:`insert_entry_rows` writes into ``entries``, before the INSERT runs (the read path's head
+    bounds, :mod:`feeds.store.sqlite_heads`, must never be below a stored id)."""
+
+    entries_watch: Callable[[Sequence[tuple[Any, ...]]], None] | None = None
+
+
+def open_connection(path: str, sync: str, wal_keep: int) -> StoreConnection:
+    """A connection to the store's file, for the loop writer and reader or a side thread."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=StoreConnection)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={sync}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA wal_autocheckpoint=8192")  # fewer, larger checkpoints under fan-out
+    # Statement journals and sorts stay in memory: each temp file SQLite opens first looks up
+    # its directory, then creates and deletes a file, on the loop (seen: one access("/var/tmp")
+    # waited 530 ms for an evicted directory block while the disk synced a checkpoint).
+    conn.execute("PRAGMA temp_store=MEMORY")
+    # Where the WAL starts over (loop commits) it must shrink to its locked prefix: see sqlite_wal
+    conn.execute(f"PRAGMA journal_size_limit={wal_keep}")
+    return conn
+
+
+def insert_entry_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows of (feed, ``ENTRY_COLS``), present ones ignored: every insert into ``entries``
+    goes through here.  The watch is told in Python, not by a trigger: a temporary trigger's
+    program cost ~0.7 us per inserted row on the full benchmark dataset (bench_layout.py), about a
+    sixth of a merged row's whole cost, though it called into Python for almost none of them."""
+    watch = getattr(conn, "entries_watch", None)
+    if watch is not None:
+        watch(rows)
+    conn.executemany(INSERT_ENTRY, rows)
+
+
 def insert_entries(
     conn: sqlite3.Connection, feeds: Sequence[str], entries: Sequence[Entry], cap: int, due: Sequence[str]
 ) -> None:
     """Insert ``entries`` into every feed (present ones ignored), then trim the ``due`` feeds to ``cap``."""
     rows = [entry_row(e) for e in entries]
-    conn.executemany(INSERT_ENTRY, [(feed, *row) for feed in feeds for row in rows])
+    insert_entry_rows(conn, [(feed, *row) for feed in feeds for row in rows])
     trim_feeds(conn, [(feed, cap) for feed in due])
 
 
@@ -114,7 +149,7 @@ INSERT_ENTRY = f"INSERT OR IGNORE INTO entries(feed, {ENTRY_COLS}) VALUES (?,?,?
 
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, Entry]]) -> None:
     """Insert (feed, entry) pairs, present ones ignored."""
-    conn.executemany(INSERT_ENTRY, [(feed, *entry_row(e)) for feed, e in rows])
+    insert_entry_rows(conn, [(feed, *entry_row(e)) for feed, e in rows])
 
 
 def trim_feeds(conn: sqlite3.Connection, feeds: Sequence[tuple[str, int]]) -> None:

@@ -4,12 +4,14 @@ skipped feed never hides an entry."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.sqlite_store import running
 
+from feeds.store import sqlite_sql
 from feeds.store.base import Bounds, Entry, Follow, Post, PushJob
 from feeds.store.sqlite import SqliteStore
 
@@ -212,3 +214,31 @@ async def test_windows_are_forgotten_together_when_their_memo_is_full(
         (got,) = await store.read_many([feed], limit=5)
         assert [e.id for e in got] == [100], feed
     assert len(statements) == 5
+
+
+def test_the_only_insert_into_entries_is_the_one_the_watch_sees() -> None:
+    """No trigger sees inserts (see ``insert_entry_rows``): the bounds are safe only while every
+    insert into ``entries`` is that function's statement, so a second one must fail here."""
+    root = Path(sqlite_sql.__file__).parent.parent
+    statements = {
+        str(path.relative_to(root)): text.count("into entries") + text.count("into main.entries")
+        for path in root.rglob("*.py")
+        if (text := path.read_text().lower())
+    }
+    assert {path: n for path, n in statements.items() if n} == {"store/sqlite_sql.py": 1}
+    source = Path(sqlite_sql.__file__).read_text()
+    assert source.count("INSERT_ENTRY") == 2  # its definition and insert_entry_rows' executemany
+
+
+async def test_the_watch_sees_rows_before_they_are_inserted(store: SqliteStore) -> None:
+    assert store._reader is not None
+    seen: list[tuple[str, int, int]] = []
+
+    def count_rows(rows: Sequence[tuple[Any, ...]]) -> None:
+        assert store._reader is not None
+        (n,) = store._reader.execute("SELECT count(*) FROM entries").fetchone()
+        seen.extend((row[0], row[1], n) for row in rows)
+
+    store._reader.entries_watch = count_rows
+    await store.add_entries([FEED, "u:2"], [Entry(7)], cap=50)
+    assert seen == [(FEED, 7, 0), ("u:2", 7, 0)]
