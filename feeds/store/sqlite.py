@@ -72,6 +72,7 @@ from feeds.store.sqlite_sql import (
     SCHEMA,
     SLIM_COLS,
     StoreConnection,
+    changing,
     entries_of,
     insert_entries,
     insert_rows,
@@ -313,6 +314,8 @@ class SqliteStore(SqliteFollows):
         drops = self._drops([(f, i) for f in feeds for i in ids])
 
         def op(conn: sqlite3.Connection) -> None:
+            for feed in feeds:
+                changing(conn, feed, ids)
             conn.executemany(
                 "DELETE FROM entries WHERE feed=? AND id=?", [(f, i) for f in feeds for i in ids]
             )
@@ -381,6 +384,7 @@ class SqliteStore(SqliteFollows):
         floor = self._pending.log_floor()
 
         def op(conn: sqlite3.Connection) -> list[Entry]:
+            changing(conn, feed, None)
             rows = conn.execute(
                 f"DELETE FROM entries WHERE feed=? AND {column}=? RETURNING {ENTRY_COLS}", (feed, value)
             ).fetchall()
@@ -454,6 +458,8 @@ class SqliteStore(SqliteFollows):
 
         def op(conn: sqlite3.Connection) -> None:
             insert_rows(conn, pending)  # materialized first, so loading the log again cannot undo the update
+            for feed in feeds:
+                changing(conn, feed, [activity_id])
             conn.executemany(
                 "UPDATE entries SET group_key=?, tags=? WHERE feed=? AND id=?",
                 [(group_key, encoded, f, activity_id) for f in feeds],
@@ -483,6 +489,7 @@ class SqliteStore(SqliteFollows):
 
         def op(conn: sqlite3.Connection) -> None:
             insert_rows(conn, materialized)  # so loading the log again cannot undo the marks
+            changing(conn, feed, ids)
             if ids is None:
                 conn.execute(f"UPDATE entries SET {sets} WHERE feed=?", (feed,))
             else:

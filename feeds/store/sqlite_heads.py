@@ -9,7 +9,9 @@ Safety: the bound may be too high, never too low.
 * Every insert into ``entries`` raises it first: all of them go through
   :func:`feeds.store.sqlite_sql.insert_entry_rows`, which shows the rows to :meth:`Heads.inserting`
   (the writer connection's watch) before the INSERT.  A row the INSERT then ignores, or a write
-  rolled back, leaves a bound too high, which is allowed.
+  rolled back, leaves a bound too high, which is allowed.  No trigger does this: a temporary
+  trigger's program cost ~0.7 us per written row on the full dataset (bench_layout.py), in merges
+  and trims that touch thousands of rows a second, nearly all in feeds that no read has pulled.
 * A bound is learned only from a read of the newest entries (no upper bound, no tag filter), whose
   first row is the newest, or which found nothing above its floor.
 * Only with the loop writer (``normal`` durability): writes and reads then take turns on one thread
@@ -22,15 +24,16 @@ Windows.  On the full dataset a read still queries about 5 pulled feeds that hav
 its floor, ~90 us of its ~280 us.  The same read of the newest entries also leaves a window: the
 newest ``WINDOW`` stored entries of the feed, with the id at and above which the window holds every
 stored entry.  A later newest-entries read answers from the window when it can tell the answer is
-complete.  Any write that touches a row at or above a window's floor (an insert, seen as for the
-bounds; a delete or an update, seen by triggers) drops the window, and the next read learns it again
-from SQL.  Windows are learned only from committed state: a write group runs in one loop callback,
-so no read sees it half done, and a rolled-back row already dropped its window when it was written.
+complete.  Any write that may touch a row at or above a window's floor drops the window (a delete
+or an update is shown to :meth:`Heads.changing` by the statement's own code, before it runs, with
+its ids or as "any row of the feed"), and the next read learns it again from SQL.  Windows are
+learned only from committed state: a write group runs in one loop callback, so no read sees it half
+done, and a rolled-back row already dropped its window when it was written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from feeds.store.base import Entry
@@ -40,30 +43,15 @@ MAX_FEEDS = 100_000
 WINDOW = 32  # entries kept per feed: a default page (25) and a little more
 MAX_WINDOWS = 4096  # a bounded memo (about 30 MB at most): cleared when full, learned again
 
-# The triggers call into Python only for feeds with a bound (listed in a temporary table).  Inserts,
-# thousands a second in a merge, have no trigger: see insert_entry_rows.
-_SCHEMA = """
-CREATE TEMP TABLE IF NOT EXISTS feeds_bounded(feed TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads_gone AFTER DELETE ON main.entries
-WHEN OLD.feed IN (SELECT feed FROM temp.feeds_bounded)
-BEGIN SELECT feeds_entry_changed(OLD.feed, OLD.id); END;
-CREATE TEMP TRIGGER IF NOT EXISTS feeds_entry_heads_set AFTER UPDATE ON main.entries
-WHEN OLD.feed IN (SELECT feed FROM temp.feeds_bounded) OR NEW.feed IN (SELECT feed FROM temp.feeds_bounded)
-BEGIN SELECT feeds_entry_changed(OLD.feed, OLD.id), feeds_entry_changed(NEW.feed, NEW.id); END;
-"""
-
 
 class Heads:
-    """``writer``: the loop writer's connection, which is also the one reads use (no write is in
-    progress whenever a read runs, so :meth:`learned` may write its temporary table)."""
+    """``writer``: the loop writer's connection, which is also the one reads use; the bounds watch
+    what it writes (:class:`feeds.store.sqlite_sql.EntriesWatch`)."""
 
     def __init__(self, writer: StoreConnection) -> None:
         self._newest: dict[str, int] = {}
         self._windows: dict[str, tuple[int, tuple[Entry, ...]]] = {}  # feed -> (floor, newest first)
-        self._writer = writer
-        writer.create_function("feeds_entry_changed", 2, self.changed)
-        writer.executescript(_SCHEMA)
-        writer.entries_watch = self.inserting
+        writer.entries_watch = self
 
     def inserting(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of (feed, id, ...) about to be inserted: a dict lookup per row, a call only for a
@@ -83,6 +71,13 @@ class Heads:
     def changed(self, feed: str, ident: int) -> None:
         window = self._windows.get(feed)
         if window is not None and ident >= window[0]:
+            del self._windows[feed]
+
+    def changing(self, feed: str, ids: Iterable[int] | None) -> None:
+        """Rows of ``feed`` with these ids (None: any of its rows) are about to be deleted or
+        updated.  Bounds stay: they are still upper bounds."""
+        window = self._windows.get(feed)
+        if window is not None and (ids is None or any(i >= window[0] for i in ids)):
             del self._windows[feed]
 
     def may_hold(self, feed: str, lowest: int) -> bool:
@@ -120,12 +115,9 @@ class Heads:
     def learned(self, feed: str, entries: Sequence[Entry], lowest: int | None, limit: int) -> None:
         """A read of ``feed``'s newest ``limit`` (at least 1) stored entries at or above ``lowest``
         (None: all) returned ``entries``, newest first."""
-        if feed not in self._newest:
-            if len(self._newest) >= MAX_FEEDS:  # a bounded memo: the next reads learn again
-                self._newest.clear()
-                self._windows.clear()
-                self._writer.execute("DELETE FROM temp.feeds_bounded")
-            self._writer.execute("INSERT INTO temp.feeds_bounded(feed) VALUES (?)", (feed,))
+        if feed not in self._newest and len(self._newest) >= MAX_FEEDS:
+            self._newest.clear()  # a bounded memo: the next reads learn again
+            self._windows.clear()
         self._newest[feed] = entries[0].id if entries else -1 if lowest is None else lowest - 1
         kept = tuple(entries[:WINDOW])
         if len(entries) >= limit or len(kept) < len(entries):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -91,12 +91,29 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class StoreConnection(sqlite3.Connection):
-    """The store's connections.  ``entries_watch``, when set, is shown every row
-    :func:`insert_entry_rows` writes into ``entries``, before the INSERT runs (the read path's head
-    bounds, :mod:`feeds.store.sqlite_heads`, must never be below a stored id)."""
+class EntriesWatch(Protocol):
+    """Shown every write to ``entries`` before it runs (the read path's head bounds,
+    :mod:`feeds.store.sqlite_heads`, must never be below a stored id nor keep a changed window)."""
 
-    entries_watch: Callable[[Sequence[tuple[Any, ...]]], None] | None = None
+    def inserting(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of (feed, ``ENTRY_COLS``) about to be inserted: :func:`insert_entry_rows`."""
+
+    def changing(self, feed: str, ids: Iterable[int] | None) -> None:
+        """Rows of ``feed`` with these ids (None: any) about to be deleted or updated: :func:`changing`."""
+
+
+class StoreConnection(sqlite3.Connection):
+    """The store's connections, each with an optional :class:`EntriesWatch`."""
+
+    entries_watch: EntriesWatch | None = None
+
+
+def changing(conn: sqlite3.Connection, feed: str, ids: Iterable[int] | None) -> None:
+    """Tell the connection's watch, before the statement runs, which rows of ``feed`` a DELETE or
+    UPDATE on ``entries`` may touch (ids, or None for any).  Every such statement calls this."""
+    watch = getattr(conn, "entries_watch", None)
+    if watch is not None:
+        watch.changing(feed, ids)
 
 
 def open_connection(path: str, sync: str, wal_keep: int) -> StoreConnection:
@@ -122,7 +139,7 @@ def insert_entry_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]])
     sixth of a merged row's whole cost, though it called into Python for almost none of them."""
     watch = getattr(conn, "entries_watch", None)
     if watch is not None:
-        watch(rows)
+        watch.inserting(rows)
     conn.executemany(INSERT_ENTRY, rows)
 
 
@@ -154,6 +171,8 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, Entry]]) -> 
 
 def trim_feeds(conn: sqlite3.Connection, feeds: Sequence[tuple[str, int]]) -> None:
     """Trim each (feed, cap) to its ``cap`` newest entries."""
+    for feed, _ in feeds:
+        changing(conn, feed, None)
     conn.executemany(
         "DELETE FROM entries WHERE feed=?1 AND id <= "
         "(SELECT id FROM entries WHERE feed=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",

@@ -178,11 +178,15 @@ async def _mark(store: SqliteStore, ident: int) -> None:
     await store.mark(FEED, [ident], seen=True, read=True)
 
 
+async def _mark_all(store: SqliteStore, ident: int) -> None:
+    await store.mark(FEED, None, seen=True, read=False)
+
+
 async def _trim(store: SqliteStore, ident: int) -> None:
     await store.add_entries([FEED], [Entry(i) for i in range(ident + 100, ident + 110)], cap=3)
 
 
-@pytest.mark.parametrize("change", [_remove, _remove_by_foreign_id, _retag, _mark, _trim])
+@pytest.mark.parametrize("change", [_remove, _remove_by_foreign_id, _retag, _mark, _mark_all, _trim])
 async def test_every_change_to_a_row_in_the_window_is_seen_by_the_next_read(
     store: SqliteStore, change: Callable[[SqliteStore, int], Awaitable[None]]
 ) -> None:
@@ -216,29 +220,49 @@ async def test_windows_are_forgotten_together_when_their_memo_is_full(
     assert len(statements) == 5
 
 
-def test_the_only_insert_into_entries_is_the_one_the_watch_sees() -> None:
-    """No trigger sees inserts (see ``insert_entry_rows``): the bounds are safe only while every
-    insert into ``entries`` is that function's statement, so a second one must fail here."""
+def test_every_write_to_entries_is_one_the_watch_sees() -> None:
+    """No trigger sees writes (see ``insert_entry_rows``): the bounds are safe only while every
+    insert is that function's statement and every delete or update tells ``changing`` first.  A
+    new statement must fail here until it is checked and counted."""
     root = Path(sqlite_sql.__file__).parent.parent
-    statements = {
-        str(path.relative_to(root)): text.count("into entries") + text.count("into main.entries")
-        for path in root.rglob("*.py")
-        if (text := path.read_text().lower())
-    }
-    assert {path: n for path, n in statements.items() if n} == {"store/sqlite_sql.py": 1}
-    source = Path(sqlite_sql.__file__).read_text()
-    assert source.count("INSERT_ENTRY") == 2  # its definition and insert_entry_rows' executemany
+    counts = {}
+    for path in root.rglob("*.py"):
+        text = path.read_text().lower()
+        found = [text.count(s) for s in ("into entries", "delete from entries", "update entries")]
+        if any(found):
+            counts[str(path.relative_to(root))] = found
+    assert counts == {"store/sqlite_sql.py": [1, 1, 0], "store/sqlite.py": [0, 2, 3]}
+    sql = Path(sqlite_sql.__file__).read_text()
+    assert sql.count("INSERT_ENTRY") == 2  # its definition and insert_entry_rows' executemany
+    store = (root / "store" / "sqlite.py").read_text()
+    assert store.count("changing(conn,") == 4  # removals (2), column updates, marks (both kinds)
 
 
-async def test_the_watch_sees_rows_before_they_are_inserted(store: SqliteStore) -> None:
+class _Recorder:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.seen: list[tuple[str, str, Any, int]] = []
+
+    def _stored(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+    def inserting(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.seen += [("insert", row[0], row[1], self._stored()) for row in rows]
+
+    def changing(self, feed: str, ids: Any) -> None:
+        self.seen.append(("change", feed, None if ids is None else list(ids), self._stored()))
+
+
+async def test_the_watch_is_told_before_each_write(store: SqliteStore) -> None:
     assert store._reader is not None
-    seen: list[tuple[str, int, int]] = []
-
-    def count_rows(rows: Sequence[tuple[Any, ...]]) -> None:
-        assert store._reader is not None
-        (n,) = store._reader.execute("SELECT count(*) FROM entries").fetchone()
-        seen.extend((row[0], row[1], n) for row in rows)
-
-    store._reader.entries_watch = count_rows
+    watch = _Recorder(store._reader)
+    store._reader.entries_watch = watch
     await store.add_entries([FEED, "u:2"], [Entry(7)], cap=50)
-    assert seen == [(FEED, 7, 0), ("u:2", 7, 0)]
+    await store.remove_entries([FEED], [7])
+    await store.mark("u:2", None, seen=True, read=False)
+    assert watch.seen == [
+        ("insert", FEED, 7, 0),
+        ("insert", "u:2", 7, 0),
+        ("change", FEED, [7], 2),
+        ("change", "u:2", None, 1),
+    ]
