@@ -54,24 +54,17 @@ class Heads:
         writer.entries_watch = self
 
     def inserting(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Rows of (feed, id, ...) about to be inserted: a dict lookup per row, a call only for a
-        feed with a bound (few: the feeds reads pull)."""
+        """Rows of (feed, id, ...) about to be inserted: a dict lookup per row, more only for a feed
+        with a bound (few: the feeds reads pull)."""
         newest = self._newest
         if newest:
             for row in rows:
-                if row[0] in newest:
-                    self.added(row[0], row[1])
-
-    def added(self, feed: str, ident: int) -> None:
-        bound = self._newest.get(feed)
-        if bound is not None and ident > bound:
-            self._newest[feed] = ident
-        self.changed(feed, ident)
-
-    def changed(self, feed: str, ident: int) -> None:
-        window = self._windows.get(feed)
-        if window is not None and ident >= window[0]:
-            del self._windows[feed]
+                feed, ident = row[0], row[1]
+                bound = newest.get(feed)
+                if bound is not None:
+                    if ident > bound:
+                        newest[feed] = ident
+                    self.changing(feed, (ident,))
 
     def changing(self, feed: str, ids: Iterable[int] | None) -> None:
         """Rows of ``feed`` with these ids (None: any of its rows) are about to be deleted or
