@@ -8,8 +8,11 @@ the whole page cache: ``rows`` a copy of the dataset, ``packed`` a new file that
 dataset's timelines packed, ``--block`` entries to a row.  Each round draws ``--entries / per-feed``
 of the dataset's timelines at random, gives each ``per-feed`` new entries, and writes them as a merge
 does: sorted by feed, about ``--chunk`` entries to a commit; then a TRUNCATE checkpoint copies the
-WAL back.  Both layouts draw the same timelines and entries.  A temporary trigger like the store's
-head-bound trigger (``feeds.store.sqlite_heads``) is on the table written unless ``--no-trigger``.
+WAL back.  Two more layouts keep a row per entry in a new file that holds only the timelines,
+written in key order: ``textnew`` keyed by the feed's key as the store is, ``numbered`` by a number
+per feed (the numbers held in memory, as a merge would hold them).  All layouts draw the same
+timelines and entries.  A temporary trigger like the store's former head-bound trigger
+(``feeds.store.sqlite_heads``) is on the table written unless ``--no-trigger``.
 
 Reported per entry, in CPU microseconds (``getrusage``, the process; pin it): ``insert`` (building
 the parameters and the INSERTs: row tuples, or one JSON array per feed), ``commit`` and
@@ -52,6 +55,16 @@ CREATE TEMP TRIGGER added AFTER INSERT ON main.{table} WHEN NEW.feed IN (SELECT 
 BEGIN SELECT bench_added(NEW.feed, NEW.{column}); END;
 """
 INSERT_ROW = "INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?)"
+NEW_SCHEMA = """
+CREATE TABLE entries(feed {key} NOT NULL, id INTEGER NOT NULL, origin TEXT, foreign_id TEXT,
+  group_key TEXT NOT NULL, tags TEXT NOT NULL, seen INTEGER NOT NULL, read INTEGER NOT NULL,
+  PRIMARY KEY(feed, id)) WITHOUT ROWID;
+"""
+FEED_NUMBERS = """
+CREATE TEMP TABLE numbers(feed TEXT PRIMARY KEY, no INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO numbers SELECT feed, row_number() OVER (ORDER BY feed)
+FROM (SELECT feed FROM source.entries UNION SELECT source FROM source.follows);
+"""
 INSERT_PACKED = "INSERT OR IGNORE INTO packed VALUES (?,?,?)"
 Entry = tuple[int, str, None, str, str, int, int]  # the columns after feed, as a merge binds them
 
@@ -93,6 +106,33 @@ def open_packed(dataset: str, tmp: Path, cache_mb: int, block: int) -> sqlite3.C
     return conn
 
 
+def open_new(
+    dataset: str, tmp: Path, cache_mb: int, numbered: bool
+) -> tuple[sqlite3.Connection, dict[str, int]]:
+    """A new file holding only the dataset's timelines, written in key order; ``numbered``: keyed by
+    a feed number instead of the feed's key (returns the numbers, which a merge would hold)."""
+    conn = connect(tmp / "new.db", cache_mb)
+    conn.executescript(NEW_SCHEMA.format(key="INTEGER" if numbered else "TEXT"))
+    conn.execute("ATTACH ? AS source", (f"file:{dataset}?mode=ro",))
+    conn.execute("BEGIN")
+    numbers: dict[str, int] = {}
+    if numbered:
+        for statement in FEED_NUMBERS.strip().split(";\n"):  # executescript would commit first
+            conn.execute(statement)
+        numbers = dict(conn.execute("SELECT feed, no FROM temp.numbers"))
+        conn.execute(
+            "INSERT INTO entries SELECT n.no, e.id, e.origin, e.foreign_id, e.group_key, e.tags, e.seen, "
+            "e.read FROM source.entries e JOIN temp.numbers n ON n.feed = e.feed ORDER BY n.no, e.id"
+        )
+    else:
+        conn.execute("INSERT INTO entries SELECT * FROM source.entries ORDER BY feed, id")
+    conn.execute("COMMIT")
+    conn.execute("DETACH source")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("SELECT count(*), sum(length(origin)) FROM entries").fetchone()
+    return conn, numbers
+
+
 def add_trigger(conn: sqlite3.Connection, table: str, column: str) -> None:
     conn.create_function("bench_added", 2, lambda feed, ident: None)
     conn.executescript(TRIGGER.format(table=table, column=column))
@@ -113,6 +153,14 @@ def new_entries(rng: random.Random, feeds: list[str], per_feed: int, next_id: in
 
 def write_rows(conn: sqlite3.Connection, batch: dict[str, list[Entry]]) -> None:
     conn.executemany(INSERT_ROW, [(feed, *e) for feed, got in batch.items() for e in got])
+
+
+def numbered_writer(numbers: dict[str, int]) -> Callable[[sqlite3.Connection, dict[str, list[Entry]]], None]:
+    def write(conn: sqlite3.Connection, batch: dict[str, list[Entry]]) -> None:
+        number = numbers.__getitem__
+        conn.executemany(INSERT_ROW, [(number(feed), *e) for feed, got in batch.items() for e in got])
+
+    return write
 
 
 def write_packed(conn: sqlite3.Connection, batch: dict[str, list[Entry]]) -> None:
@@ -164,7 +212,9 @@ def main() -> None:
     parser.add_argument("--cache-mb", type=int, default=6144)
     parser.add_argument("--no-trigger", action="store_true")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--layouts", default="rows,packed", help="rows, packed or both, in this order")
+    parser.add_argument(
+        "--layouts", default="rows,packed", help="of rows, packed, textnew and numbered, in this order"
+    )
     args = parser.parse_args()
     with closing(sqlite3.connect(f"file:{args.db}?mode=ro", uri=True)) as source:
         timelines = [row[0] for row in source.execute("SELECT DISTINCT source FROM follows")]
@@ -180,6 +230,10 @@ def main() -> None:
                     "entries",
                     "id",
                 )
+            elif layout in ("textnew", "numbered"):
+                conn, numbers = open_new(args.db, Path(tmp), args.cache_mb, layout == "numbered")
+                write = numbered_writer(numbers) if numbers else write_rows
+                table, column = "entries", "id"
             else:
                 conn = open_packed(args.db, Path(tmp), args.cache_mb, args.block)
                 write, table, column = write_packed, "packed", "top"
