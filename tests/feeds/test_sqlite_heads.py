@@ -233,7 +233,8 @@ def test_every_write_to_entries_is_one_the_watch_sees() -> None:
             counts[str(path.relative_to(root))] = found
     assert counts == {"store/sqlite_sql.py": [1, 1, 0], "store/sqlite.py": [0, 2, 3]}
     sql = Path(sqlite_sql.__file__).read_text()
-    assert sql.count("INSERT_ENTRY") == 2  # its definition and insert_entry_rows' executemany
+    # the one-row statement and the several-row one built on it, each defined and run once there
+    assert sql.count("INSERT_ENTRY") == 5 and sql.count("executemany(INSERT_ENTRY") == 2
     store = (root / "store" / "sqlite.py").read_text()
     assert store.count("changing(conn,") == 4  # removals (2), column updates, marks (both kinds)
 

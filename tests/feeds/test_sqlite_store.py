@@ -18,7 +18,7 @@ import pytest
 from helpers.sqlite_store import running
 
 from feeds.activity import Activity
-from feeds.store import sqlite_follows
+from feeds.store import sqlite_follows, sqlite_sql
 from feeds.store.base import Entry, Follow
 from feeds.store.sqlite import SqliteStore
 from realtime.feeds_bridge import build_store
@@ -430,3 +430,21 @@ def test_commits_wait_for_lagging_checkpoints_but_not_past_the_timeout(
     assert keeper.behind()  # a new stretch behind waits again
     keeper.stop()
     keeper.close_files()
+
+
+@pytest.mark.parametrize("count", [0, 1, sqlite_sql.ROWS_PER_INSERT - 1, 2 * sqlite_sql.ROWS_PER_INSERT + 5])
+def test_entry_rows_go_several_to_a_statement_and_each_is_ignored_alone(count: int) -> None:
+    """Whole groups go as multi-row statements, the rest row by row; a row already stored, or
+    twice in one statement, is skipped and leaves the stored one as it was, never failing the rest."""
+    with closing(sqlite3.connect(":memory:", isolation_level=None)) as conn:
+        conn.executescript(sqlite_sql.SCHEMA)
+        kept = Entry(3, "kept", "fid-kept")
+        sqlite_sql.insert_rows(conn, [("f:1", kept)])
+        rows = [(f"f:{i % 7}", Entry(100 + i, f"o{i}")) for i in range(count)]
+        if count:
+            rows[count // 2] = ("f:1", Entry(3, "replacement"))  # present: ignored
+            rows.append(rows[0])  # twice in one call
+        sqlite_sql.insert_rows(conn, rows)
+        stored = {(f, i): o for f, i, o in conn.execute("SELECT feed, id, origin FROM entries")}
+    want = {(f, e.id): e.origin for f, e in rows} | {("f:1", 3): "kept"}
+    assert stored == want
