@@ -143,9 +143,9 @@ def insert_entry_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]])
         watch.inserting(rows)
     whole = len(rows) - len(rows) % ROWS_PER_INSERT
     if whole:
-        flat = list(chain.from_iterable(rows[:whole]))
-        step = ROWS_PER_INSERT * len(rows[0])
-        conn.executemany(INSERT_ENTRY_ROWS, [flat[at : at + step] for at in range(0, len(flat), step)])
+        n = ROWS_PER_INSERT
+        groups = [list(chain.from_iterable(rows[at : at + n])) for at in range(0, whole, n)]
+        conn.executemany(INSERT_ENTRY_ROWS, groups)
     if whole < len(rows):
         conn.executemany(INSERT_ENTRY, rows[whole:])
 

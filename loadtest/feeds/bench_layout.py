@@ -232,7 +232,7 @@ def main() -> None:
                 )
             elif layout in ("textnew", "numbered"):
                 conn, numbers = open_new(args.db, Path(tmp), args.cache_mb, layout == "numbered")
-                write = numbered_writer(numbers) if numbers else write_rows
+                write = numbered_writer(numbers) if layout == "numbered" else write_rows
                 table, column = "entries", "id"
             else:
                 conn = open_packed(args.db, Path(tmp), args.cache_mb, args.block)
