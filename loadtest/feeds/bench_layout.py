@@ -74,8 +74,10 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def connect(path: Path, cache_mb: int) -> sqlite3.Connection:
+def connect(path: Path, cache_mb: int, page_size: int = 0) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
+    if page_size:  # takes effect only on a new file, before its first table
+        conn.execute(f"PRAGMA page_size={int(page_size)}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -107,11 +109,12 @@ def open_packed(dataset: str, tmp: Path, cache_mb: int, block: int) -> sqlite3.C
 
 
 def open_new(
-    dataset: str, tmp: Path, cache_mb: int, numbered: bool
+    dataset: str, tmp: Path, cache_mb: int, numbered: bool, page_size: int
 ) -> tuple[sqlite3.Connection, dict[str, int]]:
     """A new file holding only the dataset's timelines, written in key order; ``numbered``: keyed by
-    a feed number instead of the feed's key (returns the numbers, which a merge would hold)."""
-    conn = connect(tmp / "new.db", cache_mb)
+    a feed number instead of the feed's key (returns the numbers, which a merge would hold);
+    ``page_size``: the new file's (0: SQLite's default)."""
+    conn = connect(tmp / "new.db", cache_mb, page_size)
     conn.executescript(NEW_SCHEMA.format(key="INTEGER" if numbered else "TEXT"))
     conn.execute("ATTACH ? AS source", (f"file:{dataset}?mode=ro",))
     conn.execute("BEGIN")
@@ -211,6 +214,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=64, help="entries per packed row in the copy")
     parser.add_argument("--cache-mb", type=int, default=6144)
     parser.add_argument("--no-trigger", action="store_true")
+    parser.add_argument("--page-size", type=int, default=0, help="of textnew and numbered's new file")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument(
         "--layouts", default="rows,packed", help="of rows, packed, textnew and numbered, in this order"
@@ -231,7 +235,9 @@ def main() -> None:
                     "id",
                 )
             elif layout in ("textnew", "numbered"):
-                conn, numbers = open_new(args.db, Path(tmp), args.cache_mb, layout == "numbered")
+                conn, numbers = open_new(
+                    args.db, Path(tmp), args.cache_mb, layout == "numbered", args.page_size
+                )
                 write = numbered_writer(numbers) if layout == "numbered" else write_rows
                 table, column = "entries", "id"
             else:
@@ -249,6 +255,8 @@ def main() -> None:
                     entries = new_entries(rng, feeds, per_feed, next_id)
                     next_id = max(got[-1][0] for got in entries.values()) + 1
                     row: dict[str, Any] = {"layout": layout, "per_feed": per_feed, "round": round_no + 1}
+                    if args.page_size and layout in ("textnew", "numbered"):
+                        row["page_size"] = args.page_size
                     row.update(measure(conn, write, entries, args.chunk))
                     print(json.dumps(row), flush=True)
             conn.close()
