@@ -214,7 +214,9 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=64, help="entries per packed row in the copy")
     parser.add_argument("--cache-mb", type=int, default=6144)
     parser.add_argument("--no-trigger", action="store_true")
-    parser.add_argument("--page-size", type=int, default=0, help="of textnew and numbered's new file")
+    parser.add_argument(
+        "--page-size", type=int, default=0, help="of textnew and numbered's new file (rows report the file's)"
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument(
         "--layouts", default="rows,packed", help="of rows, packed, textnew and numbered, in this order"
@@ -245,6 +247,7 @@ def main() -> None:
                 write, table, column = write_packed, "packed", "top"
             if not args.no_trigger:
                 add_trigger(conn, table, column)
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]  # the file's, asked for or not
             print(
                 json.dumps({"layout": layout, "prepared_s": round(time.monotonic() - started, 1)}), flush=True
             )
@@ -254,9 +257,12 @@ def main() -> None:
                     feeds = rng.sample(timelines, max(1, args.entries // per_feed))
                     entries = new_entries(rng, feeds, per_feed, next_id)
                     next_id = max(got[-1][0] for got in entries.values()) + 1
-                    row: dict[str, Any] = {"layout": layout, "per_feed": per_feed, "round": round_no + 1}
-                    if args.page_size and layout in ("textnew", "numbered"):
-                        row["page_size"] = args.page_size
+                    row: dict[str, Any] = {
+                        "layout": layout,
+                        "page_size": page_size,
+                        "per_feed": per_feed,
+                        "round": round_no + 1,
+                    }
                     row.update(measure(conn, write, entries, args.chunk))
                     print(json.dumps(row), flush=True)
             conn.close()
